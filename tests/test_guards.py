@@ -1,0 +1,36 @@
+"""Loop guards and resume manifests: the decisions a user reads in the report."""
+
+import json
+
+import pytest
+
+from robot_si.improve.guards import accepted_but_failed, collapse_guard, verifier_guard
+from robot_si.improve.manifest import RoundManifest
+
+
+def test_collapse_guard_triggers_only_beyond_margin():
+    assert collapse_guard(success_rate=0.5, best_success_rate=0.65, max_drop=0.1).triggered
+    assert not collapse_guard(success_rate=0.58, best_success_rate=0.65, max_drop=0.1).triggered
+    assert not collapse_guard(success_rate=None, best_success_rate=0.65, max_drop=0.1).triggered
+
+
+def test_verifier_guard_measures_accepted_but_failed_on_labelled_sample():
+    accepted = [True, True, True, True, False]
+    labels = [True, False, False, True, False]  # two of four accepted episodes failed
+    assert accepted_but_failed(accepted, labels) == (0.5, 4)
+    decision = verifier_guard(accepted=accepted, labels=labels, max_rate=0.2)
+    assert decision.triggered and "50%" in decision.reason
+    assert not verifier_guard(accepted=accepted, labels=[True, True, True, True, False], max_rate=0.2).triggered
+    assert not verifier_guard(accepted=[False], labels=[True], max_rate=0.2).triggered
+
+
+def test_manifest_survives_reopen_and_rejects_corruption(tmp_path):
+    manifest = RoundManifest(tmp_path)
+    manifest.mark_done("collect", {"episodes": 4}, seconds=1.5)
+    reopened = RoundManifest(tmp_path)
+    assert reopened.is_done("collect") and not reopened.is_done("label")
+    assert reopened.result("collect") == {"episodes": 4}
+    assert json.loads((tmp_path / "manifest.json").read_text())["stages"]["collect"]["seconds"] == 1.5
+    (tmp_path / "manifest.json").write_text("{torn")
+    with pytest.raises(RuntimeError, match="delete it"):
+        RoundManifest(tmp_path)
