@@ -1,0 +1,66 @@
+"""TrainingView: action chunks with padding, label weights, mixing ratios, DataLoader batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from robot_si.data import EpisodeStore, write_label_set
+from robot_si.data.synthetic import synthetic_episode, synthetic_meta
+from robot_si.data.views import TrainingView
+
+
+@pytest.fixture()
+def stores(tmp_path):
+    demos = EpisodeStore.create(tmp_path / "demos", fps=10, image_size=16, state_dim=8, action_dim=4)
+    auto = EpisodeStore.create(tmp_path / "auto", fps=10, image_size=16, state_dim=8, action_dim=4)
+    demos.append_episode(synthetic_episode(5, image_size=16, seed=0), synthetic_meta("d0", 5, source="demo"))
+    for i in range(3):
+        auto.append_episode(synthetic_episode(4, image_size=16, seed=10 + i), synthetic_meta(f"a{i}", 4, source="autonomous", round=1))
+    return demos, auto
+
+
+def test_chunks_padding_and_item_format(stores):
+    demos, _ = stores
+    view = TrainingView([demos], horizon=3)
+    actions = demos.load_episode("d0")["action"]
+    item = view[3]  # frame 3 of 5: steps 3, 4, then one padded step repeating the last action
+    assert item["observation.images.front"].shape == (3, 16, 16) and item["observation.images.front"].dtype == torch.float32
+    assert 0.0 <= float(item["observation.images.front"].min()) and float(item["observation.images.front"].max()) <= 1.0
+    np.testing.assert_array_equal(item["action"].numpy(), actions[[3, 4, 4]])
+    assert item["action_is_pad"].tolist() == [False, False, True]
+    assert item["task"] == "reach the red cube" and item["episode_id"] == "d0" and item["frame_index"] == 3
+    assert float(item["weight"]) == 1.0 and int(item["advantage_indicator"]) == -1
+    np.testing.assert_array_equal(item["observation.state"].numpy(), demos.load_episode("d0")["observation.state"][3])
+
+
+def test_label_weights_min_weight_and_mix(stores):
+    demos, auto = stores
+    write_label_set(
+        auto.root, episode_labels=[],
+        frame_labels={"a0": {"weight": np.array([0.0, 0.5, 1.0, 2.0]), "advantage_indicator": np.array([0, 0, 1, 1])},
+                      "a1": {"weight": np.zeros(4)}},
+        detector_version="d",
+    )
+    view = TrainingView([demos, auto], horizon=2, label_version="latest", mix={"demo": 0.5, "autonomous": 0.5})
+    # d0: 5 frames at weight 1; a0: 3 frames with weight > 0; a1: all zero (dropped); a2: unlabelled -> 1.0
+    assert len(view) == 5 + 3 + 4 and view.label_versions == [None, "v0001"]
+    by_episode = {}
+    for item in (view[i] for i in range(len(view))):
+        by_episode.setdefault(item["episode_id"], []).append((item["frame_index"], float(item["weight"]), int(item["advantage_indicator"]), item["dataset_index"]))
+    assert by_episode["a0"] == [(1, 0.5, 0, 1), (2, 1.0, 1, 1), (3, 2.0, 1, 1)] and "a1" not in by_episode
+    probabilities = view.sample_weights()
+    is_demo = np.array([view[i]["episode_id"] == "d0" for i in range(len(view))])
+    assert probabilities.sum() == pytest.approx(1.0) and probabilities[is_demo].sum() == pytest.approx(0.5)
+    loader = torch.utils.data.DataLoader(view, batch_size=4, sampler=view.make_sampler(200, torch.Generator().manual_seed(0)))
+    batches = list(loader)
+    assert batches[0]["action"].shape == (4, 2, 4) and batches[0]["action_is_pad"].dtype == torch.bool
+    drawn_demo = sum(ep == "d0" for b in batches for ep in b["episode_id"])
+    assert 60 < drawn_demo < 140  # ~50% of 200
+    by_store = TrainingView([demos, auto], horizon=1, mix={"store0": 1, str(auto.root): 3}).sample_weights()
+    assert len(by_store) == 17 and by_store[5:].sum() == pytest.approx(0.75)  # no labels: every frame kept
+    with pytest.raises(ValueError, match="no ratio for \\['autonomous'\\]"):
+        TrainingView([demos, auto], horizon=1, mix={"demo": 1.0})
+    with pytest.raises(ValueError, match="in none of the stores"):
+        TrainingView([demos], horizon=1, label_version="v0009")
