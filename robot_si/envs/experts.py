@@ -1,0 +1,278 @@
+"""Scripted experts: one waypoint state machine per task, reading privileged sim state through `env.unwrapped`.
+
+`make_expert(task, *, noise=0.0, seed=None)` returns an expert with `reset()` and `act(env) -> np.ndarray (4,)`
+(float32, in [-1, 1], the env's ee_delta action). The expert resets itself when it sees a new episode, so
+calling `reset()` is optional. It only works with control_mode="ee_delta".
+
+`noise` (0..1) degrades the expert the way a clumsy operator would, so demos range from clean to near-misses:
+  - a per-episode target offset (Gaussian, std `TARGET_OFFSET_STD_M * noise` per horizontal axis, drawn
+    separately for "where to touch/grasp" and "where to put"): misses, off-centre grasps, blocks left at a zone
+    edge;
+  - Gaussian action noise, std `ACTION_NOISE_STD * noise` per step (then clipped to [-1, 1]);
+  - with probability `EARLY_RELEASE_PROB * noise` per episode, the gripper opens at a random moment while
+    carrying (grasp tasks).
+The expert's randomness comes from its own generator (`seed`), independent of the env's.
+
+Measured scripted-expert success (fraction of 20 episodes, seeds 0..19, 64 px; `bench/sim_throughput.py`,
+results in bench/results/sim_throughput.json):
+
+| task       | noise 0.0 | noise 0.3 | noise 0.6 |
+| ---------- | --------- | --------- | --------- |
+SUCCESS_TABLE_PLACEHOLDER
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from robot_si.envs import scene
+from robot_si.envs.registry import get_task_spec, list_tasks
+
+TARGET_OFFSET_STD_M = 0.05
+ACTION_NOISE_STD = 0.5
+EARLY_RELEASE_PROB = 0.6
+PHASE_TIMEOUT_STEPS = 18  # a phase that has not converged by then gives way to the next (no deadlocks)
+OPEN, CLOSED = -1.0, 1.0
+CARRY_HEIGHT_M = 0.12
+
+
+@dataclasses.dataclass(kw_only=True)
+class Phase:
+    """Move the grasp point to `target(env)` with the gripper at `gripper`; done when within `tolerance_m` and
+    at least `min_steps` steps were spent here (gripper actions need a few steps to close or open)."""
+
+    name: str
+    target: Callable[[object], np.ndarray]
+    gripper: float
+    tolerance_m: float = 0.012
+    min_steps: int = 0
+    max_speed: float = 1.0  # fraction of the env's maximum end-effector step
+    carrying: bool = False  # an early release may happen in this phase
+
+
+class ScriptedExpert:
+    """Waypoint-following expert; subclasses define `phases()` for their task."""
+
+    def __init__(self, task_name: str, *, noise: float, seed: int | None):
+        self.task_name = task_name
+        self.noise = float(noise)
+        self.rng = np.random.default_rng(seed)
+        self._episode_key: tuple | None = None
+        self.reset()
+
+    # ---------------------------------------------------------------------------------------------- API
+    def reset(self) -> None:
+        spread = TARGET_OFFSET_STD_M * self.noise
+        self.touch_offset = np.append(self.rng.normal(0.0, spread, 2), 0.0)
+        self.place_offset = np.append(self.rng.normal(0.0, spread, 2), 0.0)
+        self.release_early = bool(self.rng.random() < EARLY_RELEASE_PROB * self.noise)
+        self.release_probability_per_step = 0.35
+        self.released = False
+        self._phase_index = 0
+        self._steps_in_phase = 0
+        self._phases: list[Phase] | None = None
+        self._fresh = True  # reset() ran and no episode has been acted in since
+
+    def act(self, env) -> np.ndarray:
+        sim = env.unwrapped
+        if getattr(sim, "control_mode", "ee_delta") != "ee_delta":
+            raise ValueError(f"scripted experts drive control_mode='ee_delta'; this env uses {sim.control_mode!r}")
+        if sim.task_name != self.task_name:
+            raise ValueError(f"this expert is for task {self.task_name!r} but the env runs {sim.task_name!r}")
+        episode_key = (id(sim), sim.episode_index)
+        if episode_key != self._episode_key:
+            if not self._fresh:
+                self.reset()  # a new episode began without reset(): start the state machine over
+            self._episode_key = episode_key
+            self._fresh = False
+            self._phases = self.phases(sim)
+
+        phase = self._phases[min(self._phase_index, len(self._phases) - 1)]
+        ee = sim.ee_position()
+        target = phase.target(sim)
+        if np.linalg.norm(target - ee) < phase.tolerance_m and self._steps_in_phase >= phase.min_steps or (
+            self._steps_in_phase >= PHASE_TIMEOUT_STEPS
+        ):
+            if self._phase_index < len(self._phases) - 1:
+                self._phase_index += 1
+                self._steps_in_phase = 0
+                phase = self._phases[self._phase_index]
+                target = phase.target(sim)
+        self._steps_in_phase += 1
+
+        delta = (target - ee) / scene.EE_MAX_STEP_M
+        delta = delta * min(1.0, phase.max_speed / max(np.max(np.abs(delta)), 1e-9))
+        gripper = phase.gripper
+        if phase.carrying and self.release_early and (
+            self.released or self.rng.random() < self.release_probability_per_step
+        ):
+            self.released = True
+            gripper = OPEN
+        action = np.append(delta, gripper)
+        if self.noise > 0:
+            action[:3] += self.rng.normal(0.0, ACTION_NOISE_STD * self.noise, 3)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    @property
+    def phase_name(self) -> str:
+        return self._phases[min(self._phase_index, len(self._phases) - 1)].name if self._phases else "start"
+
+    def phases(self, sim) -> list[Phase]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def pick_and_place_phases(self, grasp: Callable, place: Callable) -> list[Phase]:
+        """Grasp at `grasp(sim)` (block centre), carry, set down with the block centre at `place(sim)`."""
+        up = np.array([0.0, 0.0, 1.0])
+
+        def grasp_point(sim):
+            return grasp(sim) + self.touch_offset + [0.0, 0.0, 0.002]
+
+        def above(point_fn, height):
+            return lambda sim: np.append(point_fn(sim)[:2], height)
+
+        def place_point(sim):
+            return place(sim) + self.place_offset + 0.006 * up
+
+        return [
+            Phase(name="above_block", target=above(grasp_point, 0.10), gripper=OPEN, tolerance_m=0.015),
+            Phase(name="descend", target=grasp_point, gripper=OPEN, tolerance_m=0.008, max_speed=0.7),
+            Phase(name="close", target=grasp_point, gripper=CLOSED, tolerance_m=1.0, min_steps=3),
+            Phase(name="lift", target=above(grasp_point, CARRY_HEIGHT_M), gripper=CLOSED, tolerance_m=0.03,
+                  carrying=True),
+            Phase(name="carry", target=above(place_point, CARRY_HEIGHT_M), gripper=CLOSED, tolerance_m=0.012,
+                  carrying=True),
+            Phase(name="lower", target=place_point, gripper=CLOSED, tolerance_m=0.008, max_speed=0.5,
+                  carrying=True),
+            Phase(name="release", target=place_point, gripper=OPEN, tolerance_m=1.0, min_steps=3),
+            Phase(name="retreat", target=above(place_point, CARRY_HEIGHT_M), gripper=OPEN, tolerance_m=0.01),
+        ]
+
+
+class ReachExpert(ScriptedExpert):
+    def phases(self, sim):
+        task = sim.task
+
+        def touch(sim):
+            return task.target_position(sim) + self.touch_offset + [0.0, 0.0, 0.01]
+
+        return [Phase(name="touch", target=touch, gripper=CLOSED, tolerance_m=0.0)]
+
+
+class ButtonExpert(ScriptedExpert):
+    def phases(self, sim):
+        task = sim.task
+
+        def above(sim):
+            return task.target_position(sim) + self.touch_offset + [0.0, 0.0, 0.07]
+
+        def press(sim):
+            return task.target_position(sim) + self.touch_offset - [0.0, 0.0, 0.01]
+
+        return [
+            Phase(name="above_button", target=above, gripper=CLOSED, tolerance_m=0.012),
+            Phase(name="press", target=press, gripper=CLOSED, tolerance_m=0.0, max_speed=0.6),
+        ]
+
+
+class PushExpert(ScriptedExpert):
+    BEHIND_M = 0.065  # grasp point behind the block centre before pushing
+    CONTACT_M = 0.036  # grasp point to block centre while in contact (half block + half finger)
+    PUSH_HEIGHT_M = 0.025
+
+    def phases(self, sim):
+        task = sim.task
+
+        def goal_xy(sim):
+            return task.zone_xy + self.place_offset[:2]
+
+        def direction(sim):
+            offset = goal_xy(sim) - sim.body_position("block")[:2]
+            return offset / max(np.linalg.norm(offset), 1e-6)
+
+        def behind(sim, height):
+            block = sim.body_position("block")[:2] + self.touch_offset[:2]
+            return np.append(block - direction(sim) * self.BEHIND_M, height)
+
+        def push(sim):
+            block = sim.body_position("block")[:2]
+            remaining = np.linalg.norm(goal_xy(sim) - block)
+            # Aim a little past the goal so the block's centre ends inside it despite contact slip.
+            return np.append(block + direction(sim) * (min(remaining, 0.04) + 0.01 - self.CONTACT_M), self.PUSH_HEIGHT_M)
+
+        return [
+            Phase(name="above_behind", target=lambda s: behind(s, 0.10), gripper=CLOSED, tolerance_m=0.015),
+            Phase(name="lower", target=lambda s: behind(s, self.PUSH_HEIGHT_M), gripper=CLOSED, tolerance_m=0.01),
+            Phase(name="push", target=push, gripper=CLOSED, tolerance_m=0.0, max_speed=0.5),
+        ]
+
+
+class DrawerExpert(ScriptedExpert):
+    def phases(self, sim):
+        task = sim.task
+        start = task.hook_position(sim) + self.touch_offset
+
+        def above(sim):
+            return start + [0.0, 0.0, 0.10]
+
+        def pulled(sim):
+            return start - [0.13, 0.0, 0.0]
+
+        return [
+            Phase(name="above_hook", target=above, gripper=CLOSED, tolerance_m=0.012),
+            Phase(name="hook", target=lambda s: start, gripper=CLOSED, tolerance_m=0.01, max_speed=0.7),
+            Phase(name="pull", target=pulled, gripper=CLOSED, tolerance_m=0.0, max_speed=0.5),
+        ]
+
+
+class PickPlaceExpert(ScriptedExpert):
+    def phases(self, sim):
+        task = sim.task
+        return self.pick_and_place_phases(lambda s: s.body_position("block"), lambda s: task.place_position())
+
+
+class StackExpert(ScriptedExpert):
+    def phases(self, sim):
+        task = sim.task
+        return self.pick_and_place_phases(lambda s: s.body_position("block"), task.place_position)
+
+
+EXPERTS: dict[str, type[ScriptedExpert]] = {
+    "reach": ReachExpert,
+    "button": ButtonExpert,
+    "push": PushExpert,
+    "drawer": DrawerExpert,
+    "pick_place": PickPlaceExpert,
+    "stack": StackExpert,
+}
+
+
+def make_expert(task: str, *, noise: float = 0.0, seed: int | None = None) -> ScriptedExpert:
+    """The scripted expert of `task`; `noise` in [0, 1] from clean demos (0) to clumsy near-misses (1)."""
+    get_task_spec(task)  # unknown task names fail with the list of valid ones
+    if task not in EXPERTS:
+        raise ValueError(f"task {task!r} has no scripted expert yet; experts exist for {sorted(EXPERTS)}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= float(noise) <= 1.0:
+        raise ValueError(f"noise={noise!r} must be a number in [0, 1] (0 = clean demos, 1 = clumsy)")
+    return EXPERTS[task](task, noise=float(noise), seed=seed)
+
+
+def run_episode(env, expert: ScriptedExpert, *, seed: int | None = None, record_frames: bool = False):
+    """Run one expert episode; returns (success, num_steps, frames of the front camera if asked)."""
+    observation, info = env.reset(seed=seed)
+    expert.reset()
+    frames = [observation["observation.images.front"]] if record_frames else []
+    steps = 0
+    while True:
+        observation, _, terminated, truncated, info = env.step(expert.act(env))
+        steps += 1
+        if record_frames:
+            frames.append(observation["observation.images.front"])
+        if terminated or truncated:
+            return bool(info["is_success"]), steps, frames
+
+
+__all__ = ["EXPERTS", "ScriptedExpert", "list_tasks", "make_expert", "run_episode"]
