@@ -1,0 +1,178 @@
+"""Calibration of the success detector: temperature scaling, the operating threshold, ECE, reliability data.
+
+Owns pure functions on arrays (logits, probabilities, 0/1 labels). Knows nothing of stores, encoders or
+ground truth: callers pass held-out labels they are allowed to use (the detector's held-out training
+examples, or human/oracle labels); `verify.audit` passes audit ground truth to `expected_calibration_error`
+and `reliability_table` to *measure* calibration, never to fit it.
+
+- Temperature scaling (Guo et al. 2017): one scalar T > 0 so that sigmoid(logit / T) minimizes the
+  negative log-likelihood of held-out labels. Fitted by a dense grid over log T followed by LBFGS polish,
+  which is deterministic and cannot diverge on tiny or separable held-out sets.
+- Operating threshold: the smallest probability threshold whose held-out precision reaches a target
+  (default 0.95), so "accepted" episodes are mostly true successes while recall stays as high as possible.
+- ECE: equal-width bins over [0, 1], weighted mean |accuracy - confidence| of the positive-class probability.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+MIN_TEMPERATURE = 0.05
+MAX_TEMPERATURE = 20.0
+
+
+def _as_binary_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
+    array = np.asarray(labels)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be a 1-d array of 0/1 (got shape {array.shape})")
+    if array.size and not np.isin(array.astype(np.float64), (0.0, 1.0)).all():
+        raise ValueError(f"{name} must hold only 0/1 or False/True (got values {np.unique(array)[:5]})")
+    return array.astype(np.float64)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    return np.where(logits >= 0, 1.0 / (1.0 + np.exp(-np.abs(logits))), np.exp(-np.abs(logits)) / (1.0 + np.exp(-np.abs(logits))))
+
+
+def binary_nll(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of 0/1 labels under sigmoid(logits) (numerically stable)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = _as_binary_labels(labels)
+    return float(np.mean(np.logaddexp(0.0, logits) - labels * logits))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature T minimizing NLL of `labels` under sigmoid(logits / T); 1.0 when that cannot be fitted.
+
+    Needs both classes: with one class the NLL keeps falling as T -> 0 (or inf) and no temperature is
+    meaningful, so this raises.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = _as_binary_labels(labels)
+    if logits.shape != labels.shape:
+        raise ValueError(f"logits {logits.shape} and labels {labels.shape} must have the same shape")
+    if labels.size == 0 or labels.min() == labels.max():
+        raise ValueError(
+            f"temperature scaling needs held-out examples of both classes (got {int(labels.sum())} positive, "
+            f"{int(labels.size - labels.sum())} negative); add labelled successes and failures to the held-out set"
+        )
+    grid = np.exp(np.linspace(math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE), 241))
+    losses = [binary_nll(logits / t, labels) for t in grid]
+    best = float(grid[int(np.argmin(losses))])
+    return _polish_temperature(logits, labels, best)
+
+
+def _polish_temperature(logits: np.ndarray, labels: np.ndarray, start: float) -> float:
+    """LBFGS on log T from the grid optimum; keeps the grid value if LBFGS does not improve the NLL."""
+    import torch
+
+    log_t = torch.tensor([math.log(start)], dtype=torch.float64, requires_grad=True)
+    x = torch.as_tensor(logits, dtype=torch.float64)
+    y = torch.as_tensor(labels, dtype=torch.float64)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=50, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(x / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    polished = float(np.clip(math.exp(float(log_t.detach())), MIN_TEMPERATURE, MAX_TEMPERATURE))
+    if not math.isfinite(polished) or binary_nll(logits / polished, labels) > binary_nll(logits / start, labels):
+        return start
+    return polished
+
+
+@dataclasses.dataclass(kw_only=True)
+class ThresholdChoice:
+    """The operating threshold and what it achieved on the data it was chosen on."""
+
+    threshold: float
+    target_precision: float
+    precision: float | None
+    recall: float | None
+    accepted: int
+    met_target: bool
+
+    def to_json_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def choose_threshold(
+    probs: np.ndarray, labels: np.ndarray, *, target_precision: float = 0.95, min_accepted: int = 3
+) -> ThresholdChoice:
+    """Smallest threshold whose precision on (probs, labels) is >= target_precision with >= min_accepted accepted.
+
+    Accepting means prob >= threshold. When no threshold reaches the target, the threshold with the best
+    precision (ties: more accepted) is returned with `met_target=False`, so callers can warn.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = _as_binary_labels(labels)
+    if not 0.0 < target_precision <= 1.0:
+        raise ValueError(f"target_precision must be in (0, 1] (got {target_precision})")
+    if probs.shape != labels.shape or probs.size == 0:
+        raise ValueError(f"probs {probs.shape} and labels {labels.shape} must be the same non-empty shape")
+    if labels.sum() == 0:
+        raise ValueError("choosing a threshold for a target precision needs at least one positive held-out example")
+    order = np.argsort(-probs, kind="stable")
+    sorted_probs, sorted_labels = probs[order], labels[order]
+    true_positives = np.cumsum(sorted_labels)
+    accepted = np.arange(1, len(probs) + 1)
+    # Only cut between distinct probabilities: a threshold accepts every example with the same prob.
+    last_of_value = np.r_[sorted_probs[1:] != sorted_probs[:-1], True]
+    precision = true_positives / accepted
+    recall = true_positives / labels.sum()
+    candidates = np.flatnonzero(last_of_value & (accepted >= min(min_accepted, len(probs))))
+    meeting = candidates[precision[candidates] >= target_precision - 1e-12]
+    if meeting.size:
+        index = int(meeting[-1])  # lowest threshold (most accepted) that still meets the target
+        met = True
+    else:
+        best = precision[candidates].max()
+        index = int(candidates[precision[candidates] >= best - 1e-12][-1])
+        met = False
+    return ThresholdChoice(
+        threshold=float(sorted_probs[index]),
+        target_precision=float(target_precision),
+        precision=float(precision[index]),
+        recall=float(recall[index]),
+        accepted=int(accepted[index]),
+        met_target=met,
+    )
+
+
+def reliability_table(probs: np.ndarray, labels: np.ndarray, *, num_bins: int = 10) -> dict[str, list]:
+    """Per equal-width bin: lower/upper edge, count, mean predicted probability, observed success rate."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = _as_binary_labels(labels)
+    if num_bins < 1:
+        raise ValueError(f"num_bins must be >= 1 (got {num_bins})")
+    edges = np.linspace(0.0, 1.0, num_bins + 1)
+    bins = np.clip(np.digitize(probs, edges[1:-1], right=False), 0, num_bins - 1)
+    table: dict[str, list] = {"bin_lower": [], "bin_upper": [], "count": [], "mean_prob": [], "success_rate": []}
+    for b in range(num_bins):
+        mask = bins == b
+        table["bin_lower"].append(float(edges[b]))
+        table["bin_upper"].append(float(edges[b + 1]))
+        table["count"].append(int(mask.sum()))
+        table["mean_prob"].append(float(probs[mask].mean()) if mask.any() else None)
+        table["success_rate"].append(float(labels[mask].mean()) if mask.any() else None)
+    return table
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, *, num_bins: int = 10) -> float:
+    """ECE: sum over bins of (bin count / N) * |observed success rate - mean predicted probability|."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.size == 0:
+        raise ValueError("expected_calibration_error needs at least one prediction")
+    table = reliability_table(probs, labels, num_bins=num_bins)
+    total = 0.0
+    for count, mean_prob, rate in zip(table["count"], table["mean_prob"], table["success_rate"], strict=True):
+        if count:
+            total += count / probs.size * abs(rate - mean_prob)
+    return float(total)

@@ -1,0 +1,478 @@
+"""The learned success detector: did this clip achieve this instruction? A calibrated probability.
+
+Owns `DetectorConfig`, `ClipFeatures`, the small attention head and `SuccessDetector` (fit / predict_proba /
+save_pretrained / from_pretrained). Input: K frames of an episode (`features.clip_frame_indices`: the final
+frames plus a few subsampled from the start), each as a frozen image feature (+ the proprioceptive state of
+that frame), and the instruction's frozen text embedding. The head projects each to a shared width, runs one
+small transformer layer over [instruction token, frame tokens] and reads a logit from the instruction token
+and the last frame token. Probability = sigmoid(logit / temperature); "accepted" = probability >= threshold.
+Temperature and threshold are fitted on held-out episodes (`calibration.py`) and saved with the weights.
+
+Training data comes from `examples.build_training_examples` (no ground truth). This module never reads
+`audit_table()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_si.verify.calibration import (
+    binary_nll,
+    choose_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    sigmoid,
+)
+from robot_si.verify.examples import ClipExample, build_training_examples, count_by_source
+from robot_si.verify.features import FeatureCache, clip_frame_indices, make_encoders
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "detector_config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclasses.dataclass(kw_only=True)
+class DetectorConfig:
+    """Every knob of the success detector; saved with the checkpoint."""
+
+    encoder: str = "default"  # default (EfficientNet-Lite0 + MiniLM) | hashing (weight-free, tests)
+    num_context_frames: int = 4
+    num_final_frames: int = 3
+    final_frame_stride: int = 2
+    use_state: bool = True
+    hidden_dim: int = 128
+    num_heads: int = 4
+    num_layers: int = 1
+    dropout: float = 0.1
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    holdout_fraction: float = 0.25  # episodes held out for temperature and threshold
+    target_precision: float = 0.95
+    prefix_fractions: tuple[float, ...] = (0.0, 0.25, 0.5, 0.7)
+    relabels_per_kind: int = 1
+    # filled from the encoders at fit time
+    image_dim: int = 0
+    text_dim: int = 0
+    state_dim: int = 0
+
+    def __post_init__(self) -> None:
+        self.prefix_fractions = tuple(float(f) for f in self.prefix_fractions)
+        positive = ("num_final_frames", "final_frame_stride", "hidden_dim", "num_heads", "num_layers", "epochs", "batch_size")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"DetectorConfig.{name} must be an int >= 1 (got {value!r})")
+        if self.num_context_frames < 0:
+            raise ValueError(f"DetectorConfig.num_context_frames must be >= 0 (got {self.num_context_frames})")
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(f"hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must be in (0, 1) (got {self.holdout_fraction})")
+        if not 0.0 < self.target_precision <= 1.0:
+            raise ValueError(f"target_precision must be in (0, 1] (got {self.target_precision})")
+        if not 0.0 <= self.dropout < 1.0 or self.lr <= 0:
+            raise ValueError(f"need 0 <= dropout < 1 and lr > 0 (got dropout={self.dropout}, lr={self.lr})")
+
+    @property
+    def clip_length(self) -> int:
+        return self.num_context_frames + self.num_final_frames
+
+    def clip_indices(self, end: int) -> np.ndarray:
+        return clip_frame_indices(
+            end, num_context=self.num_context_frames, num_final=self.num_final_frames, final_stride=self.final_frame_stride
+        )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["prefix_fractions"] = list(self.prefix_fractions)
+        return data
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> DetectorConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown DetectorConfig keys {sorted(unknown)}; known keys are {sorted(known)}")
+        return cls(**data)
+
+
+@dataclasses.dataclass(kw_only=True)
+class ClipFeatures:
+    """A batch of clips as arrays: images (N, K, image_dim), texts (N, text_dim), states (N, K, state_dim)."""
+
+    images: np.ndarray
+    texts: np.ndarray
+    states: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.images = np.asarray(self.images, dtype=np.float32)
+        self.texts = np.asarray(self.texts, dtype=np.float32)
+        self.states = np.asarray(self.states, dtype=np.float32)
+        n = len(self.images)
+        if self.images.ndim != 3 or self.texts.shape[:1] != (n,) or self.texts.ndim != 2 or self.states.shape[:2] != self.images.shape[:2]:
+            raise ValueError(
+                f"ClipFeatures shapes do not fit together: images {self.images.shape} (N, K, D), texts {self.texts.shape} "
+                f"(N, D), states {self.states.shape} (N, K, S)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index: np.ndarray) -> ClipFeatures:
+        return ClipFeatures(images=self.images[index], texts=self.texts[index], states=self.states[index])
+
+
+def _build_head(config: DetectorConfig):
+    import torch
+    from torch import nn
+
+    class DetectorHead(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            d = config.hidden_dim
+            self.register_buffer("image_mean", torch.zeros(config.image_dim))
+            self.register_buffer("image_std", torch.ones(config.image_dim))
+            self.register_buffer("state_mean", torch.zeros(max(1, config.state_dim)))
+            self.register_buffer("state_std", torch.ones(max(1, config.state_dim)))
+            self.image_proj = nn.Sequential(nn.Linear(config.image_dim, d), nn.LayerNorm(d))
+            self.state_proj = nn.Linear(max(1, config.state_dim), d) if config.use_state else None
+            self.text_proj = nn.Sequential(nn.Linear(config.text_dim, d), nn.LayerNorm(d))
+            self.position = nn.Parameter(torch.zeros(config.clip_length, d))
+            nn.init.normal_(self.position, std=0.02)
+            layer = nn.TransformerEncoderLayer(
+                d, config.num_heads, dim_feedforward=2 * d, dropout=config.dropout, batch_first=True, norm_first=True
+            )
+            self.encoder = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
+            self.readout = nn.Sequential(nn.LayerNorm(3 * d), nn.Linear(3 * d, d), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(d, 1))
+
+        def forward(self, images, texts, states):
+            frames = self.image_proj((images - self.image_mean) / self.image_std)
+            if self.state_proj is not None:
+                frames = frames + self.state_proj((states - self.state_mean) / self.state_std)
+            text = self.text_proj(texts)
+            # FiLM-free conditioning through attention: the instruction is the first token.
+            tokens = torch.cat([text[:, None], frames + self.position], dim=1)
+            encoded = self.encoder(tokens)
+            instruction_out, last_frame_out = encoded[:, 0], encoded[:, -1]
+            features = torch.cat([instruction_out, last_frame_out, instruction_out * last_frame_out], dim=-1)
+            return self.readout(features).squeeze(-1)
+
+    return DetectorHead()
+
+
+class SuccessDetector:
+    """Calibrated success probability for (clip, instruction); see the module docstring."""
+
+    def __init__(self, config: DetectorConfig | None = None, *, encoders=None, cache_dir: str | os.PathLike | None = None) -> None:
+        self.config = config or DetectorConfig()
+        self._encoders = encoders
+        self._cache: FeatureCache | None = None
+        self._cache_dir = cache_dir
+        self.model = None
+        self.temperature = 1.0
+        self.threshold = 0.5
+        self.training_report: dict[str, Any] = {}
+        self._version: str | None = None
+
+    # ── features ─────────────────────────────────────────────────────
+
+    @property
+    def encoders(self):
+        if self._encoders is None:
+            self._encoders = make_encoders(self.config.encoder)
+        return self._encoders
+
+    @property
+    def feature_cache(self) -> FeatureCache:
+        if self._cache is None:
+            self._cache = FeatureCache(self.encoders, cache_dir=self._cache_dir)
+        return self._cache
+
+    def featurize(self, requests: Sequence[tuple[Any, str, int | None, str | None]]) -> ClipFeatures:
+        """Features of clips given as (store, episode_id, end or None = last frame, instruction or None = the episode's)."""
+        if not requests:
+            raise ValueError("no clips to featurize; the store (or selection) has no episodes")
+        cache = self.feature_cache
+        by_episode: dict[tuple[int, str], list[int]] = {}
+        resolved = []
+        for row, (store, episode_id, end, instruction) in enumerate(requests):
+            meta = store.get_meta(episode_id) if (end is None or instruction is None) else None
+            if end is None:
+                if meta.num_frames <= 0:
+                    raise ValueError(f"episode {episode_id!r} in {store.root} has no frames; the detector cannot judge it")
+                end = meta.num_frames - 1
+            if instruction is None:
+                instruction = meta.instruction
+            resolved.append((store, episode_id, int(end), instruction))
+            by_episode.setdefault((id(store), episode_id), []).append(row)
+        num, k = len(resolved), self.config.clip_length
+        images = np.zeros((num, k, self.encoders.image_dim), np.float32)
+        states: np.ndarray | None = None
+        for rows in by_episode.values():
+            store, episode_id = resolved[rows[0]][0], resolved[rows[0]][1]
+            clip_indices = [self.config.clip_indices(resolved[r][2]) for r in rows]
+            needed = sorted({int(i) for c in clip_indices for i in c})
+            features, episode_states = cache.image_features(store, episode_id, needed)
+            position = {index: p for p, index in enumerate(needed)}
+            if states is None:
+                states = np.zeros((num, k, episode_states.shape[1]), np.float32)
+            for r, c in zip(rows, clip_indices, strict=True):
+                if c[-1] >= len(episode_states):
+                    raise ValueError(f"clip end {c[-1]} is past the last frame of episode {episode_id!r} ({len(episode_states)} frames)")
+                images[r] = features[[position[int(i)] for i in c]]
+                states[r] = episode_states[c]
+        texts = cache.text_features([r[3] for r in resolved])
+        return ClipFeatures(images=images, texts=texts, states=states)
+
+    def featurize_examples(self, examples: Sequence[ClipExample], stores: Sequence) -> ClipFeatures:
+        by_root = {str(store.root): store for store in stores}
+        missing = {e.store_root for e in examples} - set(by_root)
+        if missing:
+            raise ValueError(f"examples refer to stores {sorted(missing)} that were not passed in stores=")
+        return self.featurize([(by_root[e.store_root], e.episode_id, e.end, e.instruction) for e in examples])
+
+    # ── training ─────────────────────────────────────────────────────
+
+    def fit_stores(self, stores: Sequence, *, label_version: str | None = None) -> dict[str, Any]:
+        """Build the no-ground-truth training examples from `stores` and fit; returns the training report."""
+        examples = build_training_examples(
+            stores, label_version=label_version, prefix_fractions=self.config.prefix_fractions,
+            relabels_per_kind=self.config.relabels_per_kind, seed=self.config.seed,
+        )
+        features = self.featurize_examples(examples, stores)
+        report = self.fit(
+            features,
+            np.array([e.label for e in examples]),
+            groups=[f"{e.store_root}::{e.episode_id}" for e in examples],
+        )
+        report["examples_by_source"] = count_by_source(examples)
+        self.training_report = report
+        return report
+
+    def fit(self, features: ClipFeatures, labels: np.ndarray, *, groups: Sequence[str] | None = None) -> dict[str, Any]:
+        """Train the head on (features, labels), then fit temperature and threshold on held-out groups.
+
+        `groups` (e.g. episode ids) keep every clip of one episode on the same side of the held-out split.
+        """
+        import torch
+
+        labels = np.asarray(labels).astype(np.float32)
+        if labels.ndim != 1 or len(labels) != len(features):
+            raise ValueError(f"labels must be (N,) = ({len(features)},) (got {labels.shape})")
+        positives, negatives = int(labels.sum()), int(len(labels) - labels.sum())
+        if positives == 0 or negatives == 0:
+            raise ValueError(
+                f"the labelled data has only one class ({positives} positive, {negatives} negative examples); the "
+                "detector needs both. Add demos (positives) or use prefix_fractions/relabeling for negatives"
+            )
+        cfg = self.config
+        cfg.image_dim, cfg.text_dim, cfg.state_dim = features.images.shape[2], features.texts.shape[1], features.states.shape[2]
+        if features.images.shape[1] != cfg.clip_length:
+            raise ValueError(f"clips have {features.images.shape[1]} frames; this config expects {cfg.clip_length}")
+        groups = np.asarray(list(groups) if groups is not None else [str(i) for i in range(len(labels))], dtype=object)
+        train_index, holdout_index = self._split(groups, labels)
+
+        torch.manual_seed(cfg.seed)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        self.model = _build_head(cfg)
+        train = features.subset(train_index)
+        self.model.image_mean.copy_(torch.from_numpy(train.images.reshape(-1, cfg.image_dim).mean(0)))
+        self.model.image_std.copy_(torch.from_numpy(train.images.reshape(-1, cfg.image_dim).std(0) + 1e-3))
+        self.model.state_mean.copy_(torch.from_numpy(train.states.reshape(-1, cfg.state_dim).mean(0)))
+        self.model.state_std.copy_(torch.from_numpy(train.states.reshape(-1, cfg.state_dim).std(0) + 1e-3))
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        tensors = [torch.from_numpy(a) for a in (train.images, train.texts, train.states, labels[train_index])]
+        holdout = features.subset(holdout_index)
+        best_loss, best_state, history = float("inf"), None, []
+        for epoch in range(cfg.epochs):
+            self.model.train()
+            order = torch.randperm(len(train_index), generator=generator)
+            epoch_loss = 0.0
+            for start in range(0, len(order), cfg.batch_size):
+                batch = order[start : start + cfg.batch_size]
+                images, texts, states, targets = (t[batch] for t in tensors)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(self.model(images, texts, states), targets)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                epoch_loss += loss.item() * len(batch)
+            holdout_loss = binary_nll(self.predict_logits(holdout), labels[holdout_index]) if len(holdout_index) else epoch_loss
+            history.append({"epoch": epoch, "train_nll": epoch_loss / len(train_index), "holdout_nll": holdout_loss})
+            if holdout_loss < best_loss:  # keep the epoch that generalizes best (tiny data overfits fast)
+                best_loss = holdout_loss
+                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(best_state)
+        self.model.eval()
+        report = self._calibrate(features.subset(holdout_index), labels[holdout_index])
+        report.update({
+            "examples": len(labels), "positives": positives, "negatives": negatives,
+            "train_examples": len(train_index), "holdout_examples": len(holdout_index),
+            "best_holdout_nll": best_loss, "history": history,
+        })
+        self._version = None
+        self.training_report = report
+        return report
+
+    def _split(self, groups: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Held-out groups with both classes when possible; deterministic from the seed."""
+        unique = np.array(sorted(set(groups.tolist())), dtype=object)
+        if len(unique) < 2:
+            raise ValueError(f"need examples from at least 2 episodes to hold some out for calibration (got {len(unique)})")
+        rng = np.random.default_rng(self.config.seed)
+        for _ in range(20):
+            permuted = unique[rng.permutation(len(unique))]
+            num_holdout = min(len(unique) - 1, max(1, int(round(self.config.holdout_fraction * len(unique)))))
+            holdout_groups = set(permuted[:num_holdout].tolist())
+            holdout_mask = np.array([g in holdout_groups for g in groups.tolist()])
+            if len(set(labels[holdout_mask].tolist())) == 2 and len(set(labels[~holdout_mask].tolist())) == 2:
+                break
+        return np.flatnonzero(~holdout_mask), np.flatnonzero(holdout_mask)
+
+    def _calibrate(self, holdout: ClipFeatures, labels: np.ndarray) -> dict[str, Any]:
+        report: dict[str, Any] = {}
+        if len(labels) == 0 or labels.min() == labels.max():
+            logger.warning("held-out examples have one class; keeping temperature 1.0 and threshold 0.5")
+            self.temperature, self.threshold = 1.0, 0.5
+            report["calibration_note"] = "held-out set had one class: temperature 1.0, threshold 0.5 (uncalibrated)"
+            return report
+        logits = self.predict_logits(holdout)
+        report["holdout_ece_before"] = expected_calibration_error(sigmoid(logits), labels)
+        self.temperature = fit_temperature(logits, labels)
+        probs = sigmoid(logits / self.temperature)
+        report["holdout_ece_after"] = expected_calibration_error(probs, labels)
+        report["temperature"] = self.temperature
+        choice = choose_threshold(probs, labels, target_precision=self.config.target_precision)
+        self.threshold = choice.threshold
+        report["threshold"] = choice.to_json_dict()
+        if not choice.met_target:
+            logger.warning(
+                "no threshold reached precision %.2f on held-out data; using %.3f (precision %.2f)",
+                self.config.target_precision, choice.threshold, choice.precision,
+            )
+        return report
+
+    def calibrate(self, features: ClipFeatures, labels: np.ndarray) -> dict[str, Any]:
+        """Refit temperature and threshold on other held-out labelled clips (e.g. human/oracle labels)."""
+        self._require_model()
+        report = self._calibrate(features, np.asarray(labels).astype(np.float32))
+        self._version = None
+        return report
+
+    # ── inference ────────────────────────────────────────────────────
+
+    def _require_model(self) -> None:
+        if self.model is None:
+            raise RuntimeError("the detector is not trained; call fit(...)/fit_stores(...) or SuccessDetector.from_pretrained(dir)")
+
+    def predict_logits(self, features: ClipFeatures, *, batch_size: int = 512) -> np.ndarray:
+        """Uncalibrated logits (N,)."""
+        import torch
+
+        self._require_model()
+        was_training = self.model.training
+        self.model.eval()
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(features), batch_size):
+                part = features.subset(slice(start, start + batch_size))
+                out.append(self.model(*(torch.from_numpy(a) for a in (part.images, part.texts, part.states))).numpy())
+        self.model.train(was_training)
+        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+    def predict_proba(self, features: ClipFeatures) -> np.ndarray:
+        """Calibrated success probabilities (N,) = sigmoid(logit / temperature)."""
+        return sigmoid(self.predict_logits(features) / self.temperature)
+
+    def predict_episodes(self, store, episode_ids: Sequence[str] | None = None) -> dict[str, float]:
+        """Calibrated probability that each episode (its final clip) achieved its own instruction."""
+        if episode_ids is None:
+            episode_ids = [m.episode_id for m in store.episodes() if m.num_frames > 0]
+        episode_ids = list(episode_ids)
+        if not episode_ids:
+            return {}
+        probs = self.predict_proba(self.featurize([(store, e, None, None) for e in episode_ids]))
+        return {e: float(p) for e, p in zip(episode_ids, probs, strict=True)}
+
+    def accepts(self, success_prob: float) -> bool:
+        return bool(success_prob >= self.threshold)
+
+    # ── checkpoints ──────────────────────────────────────────────────
+
+    @property
+    def version(self) -> str:
+        """Content hash of weights + calibration: two detectors with the same version label identically."""
+        self._require_model()
+        if self._version is None:
+            digest = hashlib.sha256()
+            for name, tensor in sorted(self.model.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().numpy().tobytes())
+            digest.update(json.dumps([self.temperature, self.threshold, self.config.to_json_dict()], sort_keys=True).encode())
+            self._version = f"detector-{digest.hexdigest()[:12]}"
+        return self._version
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        from safetensors.torch import save_file
+
+        self._require_model()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(directory / WEIGHTS_FILE))
+        payload = {
+            "config": self.config.to_json_dict(),
+            "encoder_name": self.encoders.name,
+            "temperature": self.temperature,
+            "threshold": self.threshold,
+            "version": self.version,
+            "training_report": {k: v for k, v in self.training_report.items() if k != "history"},
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str], *, encoders=None, cache_dir=None) -> SuccessDetector:
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config_path = directory / CONFIG_FILE
+        if not config_path.exists():
+            raise FileNotFoundError(
+                f"no success detector at {directory} ({CONFIG_FILE} is missing); train one with "
+                f"`robot-si detector train stores=[...] out={directory}`"
+            )
+        payload = json.loads(config_path.read_text())
+        detector = cls(DetectorConfig.from_json_dict(payload["config"]), encoders=encoders, cache_dir=cache_dir)
+        if encoders is not None and encoders.name != payload["encoder_name"]:
+            raise ValueError(
+                f"the detector at {directory} was trained on {payload['encoder_name']!r} features, not {encoders.name!r}"
+            )
+        detector.model = _build_head(detector.config)
+        detector.model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+        detector.model.eval()
+        detector.temperature = float(payload["temperature"])
+        detector.threshold = float(payload["threshold"])
+        detector.training_report = payload.get("training_report", {})
+        if detector.version != payload["version"]:
+            raise RuntimeError(f"the detector at {directory} does not match its recorded version {payload['version']}; retrain it")
+        return detector
+
+
+def train_detector(stores: Sequence, *, config: DetectorConfig | None = None, label_version: str | None = None,
+                   encoders=None, cache_dir=None) -> SuccessDetector:
+    """Convenience: a new detector fitted on `stores` (demos + budgeted labels of `label_version`)."""
+    detector = SuccessDetector(config, encoders=encoders, cache_dir=cache_dir)
+    detector.fit_stores(stores, label_version=label_version)
+    return detector

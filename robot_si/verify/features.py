@@ -1,0 +1,252 @@
+"""Frozen features for the verifier: which frames make a clip, and cached image/text embeddings of them.
+
+Owns:
+- `clip_frame_indices`: the K frames the success detector looks at for a clip ending at frame t (the final
+  frames plus a few subsampled from the start of the episode up to t);
+- the `Encoders` protocol and its two implementations: `PretrainedEncoders` (the policy's frozen ImageNet
+  EfficientNet-Lite0 image encoder and offline MiniLM text encoder from `robot_si.policies.encoders`) and
+  `HashingEncoders` (no weights: pooled pixels and hashed words; for tests and debugging only);
+- `FeatureCache`: image features per (store, episode, frame), computed once per process and optionally kept
+  on disk (episodes are immutable, so a cached feature never goes stale), plus instruction embeddings.
+
+Reads episodes only through `EpisodeStore.load_episode` and `EpisodeStore.episodes()` (no ground truth).
+Does not train anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+IMAGE_KEY = "observation.images.front"
+STATE_KEY = "observation.state"
+
+
+def clip_frame_indices(end: int, *, num_context: int = 4, num_final: int = 3, final_stride: int = 2) -> np.ndarray:
+    """Frame indices (ascending, length num_context + num_final) of the clip that ends at frame `end`.
+
+    The last `num_final` entries are end, end - stride, ... (what the scene looks like *now*); the first
+    `num_context` are evenly spaced over [0, first final frame] (where it started and how it got there).
+    Short episodes: indices below 0 are clamped to 0, i.e. the first frame is repeated. This padding is
+    deliberate, so a 1-frame episode still gets a full-size clip; the detector then sees an unchanging scene.
+    """
+    if end < 0:
+        raise ValueError(f"clip end must be a frame index >= 0 (got {end}); the episode has no frames")
+    if num_context < 0 or num_final < 1 or final_stride < 1:
+        raise ValueError(
+            f"need num_context >= 0, num_final >= 1, final_stride >= 1 (got {num_context}, {num_final}, {final_stride})"
+        )
+    final = end - final_stride * np.arange(num_final - 1, -1, -1)
+    context = np.round(np.linspace(0, max(0, int(final[0])), num_context)) if num_context else np.zeros(0)
+    return np.clip(np.concatenate([context, final]).astype(np.int64), 0, end)
+
+
+class Encoders(Protocol):
+    """Frozen feature extractors the verifier uses; `name` identifies them in caches and checkpoints."""
+
+    name: str
+    image_dim: int
+    text_dim: int
+
+    def encode_images(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, 3) -> float32 (N, image_dim)."""
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """N instructions -> float32 (N, text_dim)."""
+
+
+class HashingEncoders:
+    """Weight-free encoders: 8x8 average-pooled pixels and a hashed bag of words (tests and debugging only)."""
+
+    name = "hashing"
+
+    def __init__(self, *, pool: int = 8, text_dim: int = 64) -> None:
+        self.pool = pool
+        self.image_dim = pool * pool * 3
+        self.text_dim = text_dim
+
+    def encode_images(self, images: np.ndarray) -> np.ndarray:
+        images = _check_images(images)
+        n, h, w, _ = images.shape
+        ph, pw = max(1, h // self.pool), max(1, w // self.pool)
+        cropped = images[:, : ph * self.pool, : pw * self.pool].astype(np.float32) / 255.0
+        pooled = cropped.reshape(n, self.pool, ph, self.pool, pw, 3).mean(axis=(2, 4))
+        return (pooled.reshape(n, -1) - 0.5).astype(np.float32)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        texts = _check_texts(texts)
+        out = np.zeros((len(texts), self.text_dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"[a-z0-9]+", text.lower()):
+                out[row, zlib.crc32(word.encode()) % self.text_dim] += 1.0
+            out[row] /= max(1.0, float(np.linalg.norm(out[row])))
+        return out
+
+
+class PretrainedEncoders:
+    """The policy's frozen encoders (ImageNet EfficientNet-Lite0 -> 1280-d, offline MiniLM -> 384-d)."""
+
+    name = "efficientnet_lite0+minilm"
+
+    def __init__(self, *, batch_size: int = 128) -> None:
+        try:
+            from robot_si.policies.encoders import ImageEncoder, TextEncoder
+        except ImportError as error:
+            raise RuntimeError(
+                f"the pretrained encoders are not importable ({error}); they live in robot_si/policies/encoders.py. "
+                "Reinstall with `bash scripts/setup.sh`, or use encoder=hashing for a weight-free smoke test"
+            ) from error
+        import torch
+
+        self._torch = torch
+        self.batch_size = batch_size
+        self._image = ImageEncoder().eval()
+        self._text = TextEncoder()
+        self.image_dim = int(getattr(self._image, "output_dim", getattr(self._image, "feature_dim", 1280)))
+        self.text_dim = int(getattr(self._text, "output_dim", getattr(self._text, "feature_dim", 384)))
+
+    def encode_images(self, images: np.ndarray) -> np.ndarray:
+        images = _check_images(images)
+        torch = self._torch
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                batch = torch.from_numpy(images[start : start + self.batch_size]).permute(0, 3, 1, 2).float() / 255.0
+                chunks.append(self._image(batch).float().cpu().numpy())
+        return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, self.image_dim), np.float32)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        texts = _check_texts(texts)
+        torch = self._torch
+        with torch.inference_mode():
+            embedded = self._text(list(texts))
+        embedded = embedded.float().cpu().numpy() if hasattr(embedded, "cpu") else np.asarray(embedded, np.float32)
+        if embedded.shape != (len(texts), self.text_dim) or not np.isfinite(embedded).all():
+            raise ValueError(
+                f"the text encoder could not embed the instructions {list(texts)[:3]} (got shape {embedded.shape}); "
+                "instructions must be non-empty plain-text strings"
+            )
+        return embedded.astype(np.float32)
+
+
+def make_encoders(name: str) -> Encoders:
+    """`default` / `pretrained`: the policy's frozen encoders; `hashing`: weight-free (tests only)."""
+    if name in ("default", "pretrained", PretrainedEncoders.name):
+        return PretrainedEncoders()
+    if name == "hashing":
+        return HashingEncoders()
+    raise ValueError(f"unknown encoder {name!r}; choose 'default' (EfficientNet-Lite0 + MiniLM) or 'hashing' (tests)")
+
+
+def _check_images(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (N, H, W, 3) (got {images.dtype} {images.shape})")
+    return images
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise ValueError(f"texts must be a list of instructions, not the single string {texts!r}")
+    texts = list(texts)
+    for text in texts:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(
+                f"cannot embed instruction {text!r}: instructions must be non-empty strings "
+                "(check the episode's `instruction` in the store)"
+            )
+    return texts
+
+
+class FeatureCache:
+    """Image features per (store, episode, frame) and instruction embeddings, computed once.
+
+    `image_features(store, episode_id, indices)` loads the episode once and encodes only frames not seen
+    before. With `cache_dir`, features also persist across processes as `<cache_dir>/<encoder>/<store
+    hash>/<episode_id>.npz`.
+    """
+
+    def __init__(self, encoders: Encoders, *, cache_dir: str | os.PathLike[str] | None = None) -> None:
+        self.encoders = encoders
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self._images: dict[tuple[str, str], dict[int, np.ndarray]] = {}
+        self._states: dict[tuple[str, str], np.ndarray] = {}
+        self._texts: dict[str, np.ndarray] = {}
+
+    @staticmethod
+    def _store_key(store) -> str:
+        return str(Path(store.root).resolve())
+
+    def _disk_path(self, store_key: str, episode_id: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        digest = hashlib.sha1(store_key.encode()).hexdigest()[:12]
+        safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", episode_id)
+        return self.cache_dir / self.encoders.name / digest / f"{safe_id}.npz"
+
+    def _load_disk(self, key: tuple[str, str]) -> None:
+        if key in self._images:
+            return
+        self._images[key] = {}
+        path = self._disk_path(*key)
+        if path is not None and path.exists():
+            with np.load(path) as data:
+                self._images[key] = dict(zip(data["indices"].tolist(), data["features"], strict=True))
+                self._states[key] = data["states"]
+
+    def _save_disk(self, key: tuple[str, str]) -> None:
+        path = self._disk_path(*key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        indices = np.array(sorted(self._images[key]), dtype=np.int64)
+        features = np.stack([self._images[key][i] for i in indices.tolist()])
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, indices=indices, features=features, states=self._states[key])
+        os.replace(tmp, path)
+
+    def image_features(self, store, episode_id: str, indices: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(features (len(indices), image_dim), states (num_frames, state_dim)) of one episode."""
+        key = (self._store_key(store), episode_id)
+        self._load_disk(key)
+        indices = [int(i) for i in indices]
+        missing = sorted(set(indices) - set(self._images[key]))
+        if missing or key not in self._states:
+            episode = store.load_episode(episode_id)
+            if IMAGE_KEY not in episode:
+                raise ValueError(
+                    f"episode {episode_id!r} in {store.root} has no {IMAGE_KEY!r} frames (keys {sorted(episode)}); "
+                    "the verifier needs the front camera"
+                )
+            images = episode[IMAGE_KEY]
+            num_frames = len(images)
+            if num_frames == 0:
+                raise ValueError(f"episode {episode_id!r} in {store.root} has no frames; the verifier cannot judge it")
+            bad = [i for i in missing if not 0 <= i < num_frames]
+            if bad:
+                raise ValueError(f"frame indices {bad[:5]} are outside episode {episode_id!r} ({num_frames} frames)")
+            self._states[key] = np.asarray(episode[STATE_KEY], dtype=np.float32)
+            if missing:
+                encoded = self.encoders.encode_images(images[missing])
+                for index, feature in zip(missing, encoded, strict=True):
+                    self._images[key][index] = feature
+            self._save_disk(key)
+        table = self._images[key]
+        return np.stack([table[i] for i in indices]).astype(np.float32), self._states[key]
+
+    def text_features(self, texts: Sequence[str]) -> np.ndarray:
+        texts = _check_texts(texts)
+        missing = sorted({t for t in texts if t not in self._texts})
+        if missing:
+            for text, feature in zip(missing, self.encoders.encode_texts(missing), strict=True):
+                self._texts[text] = feature
+        if not texts:
+            return np.zeros((0, self.encoders.text_dim), np.float32)
+        return np.stack([self._texts[t] for t in texts]).astype(np.float32)
