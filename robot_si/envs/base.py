@@ -38,6 +38,9 @@ from robot_si.envs.render import FrameRenderer, select_backend
 
 ACTION_DIM = 4
 STATE_DIM = 8
+# Bounds of observation.state: positions within 1 m of the table centre, opening 0..0.1 m, speeds below 10 m/s.
+STATE_LOW = np.array([-1.0, -1.0, -1.0, 0.0, -10.0, -10.0, -10.0, -10.0], np.float32)
+STATE_HIGH = np.array([1.0, 1.0, 1.0, 0.1, 10.0, 10.0, 10.0, 10.0], np.float32)
 ALLOWED_IMAGE_SIZES = (64, 96, 128)
 ALLOWED_CAMERAS = ("front", "wrist")
 INSTRUCTION_SPLITS = ("train", "heldout")
@@ -200,7 +203,7 @@ class TabletopEnv(gymnasium.Env):
 
         image_space = gymnasium.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
         spaces: dict[str, gymnasium.Space] = {f"observation.images.{c}": image_space for c in cameras}
-        spaces["observation.state"] = gymnasium.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
+        spaces["observation.state"] = gymnasium.spaces.Box(STATE_LOW, STATE_HIGH, (STATE_DIM,), np.float32)
         spaces["task"] = gymnasium.spaces.Text(INSTRUCTION_MAX_LENGTH, min_length=1, charset=INSTRUCTION_CHARSET)
         self.observation_space = gymnasium.spaces.Dict(spaces)
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
@@ -346,7 +349,7 @@ class TabletopEnv(gymnasium.Env):
                 self._velocity_buffer[3:6],
                 [self.data.qvel[self._finger_qvel].sum()],
             ]
-        ).astype(np.float32)
+        ).astype(np.float32).clip(STATE_LOW, STATE_HIGH)  # clip only guards the space against a physics blow-up
 
     def _frame(self, camera: str) -> np.ndarray:
         if self._renderer is None:

@@ -2,7 +2,9 @@
 
 MuJoCo reads `MUJOCO_GL` once, when `mujoco` is first imported, so the backend must be chosen before that
 import. `select_backend()` is called at the top of `robot_si.envs` (before anything imports mujoco): when
-`MUJOCO_GL` is unset it picks EGL if `libEGL` loads, else OSMesa if `libOSMesa` loads. If neither loads,
+`MUJOCO_GL` is unset it picks EGL if `libEGL` loads, else OSMesa if `libOSMesa` loads. If mujoco was already
+imported without `MUJOCO_GL` (it then defaults to GLFW, which needs a display), mujoco's context factory is
+pointed at the headless backend instead. If neither loads,
 rendering raises a `RuntimeError` naming the system package to install (`libegl1` or `libosmesa6`).
 
 `FrameRenderer` wraps one reusable `mujoco.Renderer` with shadows, reflections and skybox switched off
@@ -69,14 +71,32 @@ def select_backend(requested: str | None = None) -> str | None:
         os.environ["MUJOCO_GL"] = requested
         os.environ.setdefault("PYOPENGL_PLATFORM", requested)
         return requested
-    if current is not None or mujoco_imported:
+    if current is not None:
         return current
     for backend in SUPPORTED_BACKENDS:
         if _library_loads(backend):
+            if mujoco_imported:
+                return _switch_imported_mujoco(backend)
             os.environ["MUJOCO_GL"] = backend
             os.environ.setdefault("PYOPENGL_PLATFORM", backend)
             return backend
     return None  # FrameRenderer raises the install hint when a frame is first needed.
+
+
+def _switch_imported_mujoco(backend: str) -> str | None:
+    """mujoco was imported before us without MUJOCO_GL, so it picked GLFW (needs a display). Point its
+    context factory at the headless backend instead; this works while PyOpenGL has not bound a platform."""
+    import importlib
+
+    import mujoco.gl_context
+
+    try:
+        module = importlib.import_module(f"mujoco.{backend}")
+    except ImportError:
+        return None  # PyOpenGL already bound to another platform; FrameRenderer explains the fix.
+    mujoco.gl_context.GLContext = module.GLContext
+    os.environ["MUJOCO_GL"] = backend
+    return backend
 
 
 def _missing_gl_error(cause: BaseException | None) -> RuntimeError:

@@ -130,7 +130,7 @@ def build_scene_xml(task_name: str, objects_xml: str, *, assets_xml: str = "", e
     <light name="top" pos="0 0 1.5" dir="0 0 -1" directional="true" diffuse="0.4 0.4 0.4" specular="0.1 0.1 0.1" castshadow="false"/>
     <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.3" rgba="0.32 0.34 0.38 1" contype="0" conaffinity="0"/>
     <geom name="table" class="static" type="box" size="0.62 0.42 0.025" pos="-0.12 0 -0.025" rgba="0.72 0.64 0.52 1"/>
-    <camera name="front" pos="0.42 0 0.72" xyaxes="0 1 0 -0.85 0 0.53" fovy="52"/>
+    <camera name="front" pos="0.30 0 0.62" xyaxes="0 1 0 -0.889 0 0.459" fovy="42"/>
 {_ARM}
 {objects_xml}
   </worldbody>

@@ -8,9 +8,9 @@ from robot_si.envs import scene
 from robot_si.envs.base import Task, TaskSpec, sample_separated_xy
 from robot_si.envs.registry import register
 
-BALL_RADIUS_M = 0.025
+BALL_RADIUS_M = 0.03
 NUM_BALLS = 3
-TOUCH_DISTANCE_M = BALL_RADIUS_M + 0.02  # grasp point within 2 cm of the ball surface
+TOUCH_DISTANCE_M = BALL_RADIUS_M + 0.015  # grasp point within 1.5 cm of the ball surface
 
 
 @register
