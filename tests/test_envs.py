@@ -154,6 +154,8 @@ def test_bad_arguments():
         make_env("reach", max_episode_steps=0)
     with pytest.raises(ValueError, match="noise"):
         make_expert("reach", noise=2.0)
+    with pytest.raises(ValueError, match="render_backend"):
+        make_env("reach", render_backend="vulkan")
 
 
 @pytest.mark.parametrize(
