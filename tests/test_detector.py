@@ -1,0 +1,83 @@
+"""Success detector on arrays: learns, is calibrated and thresholded, survives save/load, rejects bad input."""
+
+import numpy as np
+import pytest
+
+from robot_si.verify.detector import ClipFeatures, DetectorConfig, SuccessDetector
+from robot_si.verify.features import HashingEncoders, clip_frame_indices
+
+K = 5  # 3 context + 2 final frames
+
+
+def _clips(n=240, seed=0):
+    """Clips whose last frame shows 'done' in the feature the instruction asks about."""
+    rng = np.random.default_rng(seed)
+    instruction = rng.integers(0, 2, n)
+    labels = rng.random(n) < 0.4
+    images = rng.normal(0, 1, (n, K, 8)).astype(np.float32)
+    images[np.arange(n), -1, instruction] += np.where(labels, 3.0, 0.0)
+    # the other instruction's feature is sometimes 'done' too: a relabeled negative
+    images[np.arange(n), -1, 1 - instruction] += np.where(rng.random(n) < 0.5, 3.0, 0.0)
+    texts = np.eye(4, dtype=np.float32)[instruction]
+    states = rng.normal(0, 1, (n, K, 3)).astype(np.float32)
+    groups = [f"ep{i // 2}" for i in range(n)]
+    return ClipFeatures(images=images, texts=texts, states=states), labels, groups
+
+
+def _config(**overrides):
+    settings = dict(encoder="hashing", num_context_frames=3, num_final_frames=2, hidden_dim=32, num_heads=2, epochs=25)
+    return DetectorConfig(**{**settings, **overrides})
+
+
+def test_detector_learns_instruction_grounded_success_and_calibrates():
+    features, labels, groups = _clips()
+    detector = SuccessDetector(_config(), encoders=HashingEncoders())
+    report = detector.fit(features, labels, groups=groups)
+    test_features, test_labels, _ = _clips(seed=1)
+    probs = detector.predict_proba(test_features)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(test_labels, probs) > 0.9
+    assert 0.05 <= detector.temperature <= 20 and 0.0 < detector.threshold < 1.0
+    assert report["holdout_examples"] > 0 and "threshold" in report
+
+
+def test_save_and_reload_keeps_weights_temperature_threshold(tmp_path):
+    features, labels, groups = _clips(n=120)
+    detector = SuccessDetector(_config(epochs=3), encoders=HashingEncoders())
+    detector.fit(features, labels, groups=groups)
+    detector.temperature, detector.threshold = 1.7, 0.83  # distinctive values must round-trip exactly
+    detector._version = None
+    detector.save_pretrained(tmp_path / "det")
+    loaded = SuccessDetector.from_pretrained(tmp_path / "det", encoders=HashingEncoders())
+    assert loaded.temperature == 1.7 and loaded.threshold == 0.83
+    assert loaded.version == detector.version
+    np.testing.assert_allclose(loaded.predict_proba(features), detector.predict_proba(features), rtol=1e-6)
+
+
+def test_one_class_is_refused_with_a_fix():
+    features, labels, groups = _clips(n=40)
+    detector = SuccessDetector(_config(epochs=1), encoders=HashingEncoders())
+    with pytest.raises(ValueError, match="only one class"):
+        detector.fit(features, np.ones(len(labels), bool), groups=groups)
+
+
+def test_missing_checkpoint_and_untrained_detector_say_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="robot-si detector train"):
+        SuccessDetector.from_pretrained(tmp_path / "nothing")
+    features, _, _ = _clips(n=4)
+    with pytest.raises(RuntimeError, match="not trained"):
+        SuccessDetector(_config()).predict_proba(features)
+
+
+def test_clip_indices_end_on_the_last_frames_and_pad_short_episodes():
+    assert clip_frame_indices(20, num_context=3, num_final=2, final_stride=2).tolist() == [0, 9, 18, 18, 20]
+    # a 2-frame episode: indices are clamped, the first frame repeats
+    assert clip_frame_indices(1, num_context=3, num_final=3, final_stride=2).tolist() == [0, 0, 0, 0, 0, 1]
+    with pytest.raises(ValueError, match="no frames"):
+        clip_frame_indices(-1)
+
+
+def test_instruction_that_cannot_be_embedded_is_refused():
+    with pytest.raises(ValueError, match="non-empty"):
+        HashingEncoders().encode_texts(["touch the red ball", "  "])
