@@ -693,9 +693,9 @@ class EpisodeStore:
         self.refresh()
         return name
 
-    def writer(self, *, max_pending: int = 8) -> EpisodeWriter:
+    def writer(self, *, max_pending: int = 32, in_subprocess: bool = True) -> EpisodeWriter:
         """A background writer (context manager): `submit()` returns at once, episodes commit one by one."""
-        return EpisodeWriter(self, max_pending=max_pending)
+        return EpisodeWriter(self, max_pending=max_pending, in_subprocess=in_subprocess)
 
     # ── compaction / export ────────────────────────────────────────────
 
@@ -778,26 +778,39 @@ class EpisodeStore:
 
 
 class EpisodeWriter:
-    """Writes episodes on a background thread so collection never waits on PNG encoding or disk.
+    """Writes episodes in the background so collection never waits on PNG/video encoding or disk.
 
+    By default the writing happens in one spawned worker process at lower CPU priority (nice +10):
+    lerobot's save path is mostly Python (datasets.map, statistics), so in a thread it would hold the GIL
+    against the simulator (measured in bench/store_throughput.py). `in_subprocess=False` uses a thread
+    instead (no process start-up, for tiny jobs and tests).
     Each submitted episode is still committed atomically as its own shard, in submission order. At most
     `max_pending` episodes wait in memory; `submit` blocks beyond that (back-pressure instead of unbounded
-    memory). Leaving the `with` block (or `close()`) waits for all of them and re-raises the first error.
+    memory). Leaving the `with` block (or `close()`) waits for all of them and raises if any failed.
     An episode counts as stored once its future is done: a crash loses only episodes still pending.
     """
 
-    def __init__(self, store: EpisodeStore, *, max_pending: int = 8) -> None:
+    def __init__(self, store: EpisodeStore, *, max_pending: int = 32, in_subprocess: bool = True) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1 (got {max_pending})")
         self.store = store
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="episode-writer")
+        if in_subprocess:
+            import multiprocessing
+
+            self._executor: concurrent.futures.Executor = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_lower_priority
+            )
+        else:
+            self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="episode-writer")
+        self._in_subprocess = in_subprocess
         self._slots = threading.BoundedSemaphore(max_pending)
-        self._futures: list[concurrent.futures.Future[None]] = []
+        self._futures: list[concurrent.futures.Future[str]] = []
         self._closed = False
 
     def submit(
         self, frames: dict[str, np.ndarray], meta: EpisodeMeta, *, audit_gt_success: bool | None = None
-    ) -> concurrent.futures.Future[None]:
+    ) -> concurrent.futures.Future[str]:
+        """Queue one episode; the future's result is the shard name once the episode is committed."""
         if self._closed:
             raise RuntimeError("this EpisodeWriter is closed; open a new one with store.writer()")
         arrays = self.store.validate_episode(frames, meta)  # fail fast, in the caller's thread
@@ -805,18 +818,23 @@ class EpisodeWriter:
         arrays = {key: np.array(value, copy=True) for key, value in arrays.items()}  # caller may reuse buffers
         self.store._reserve_id(meta.episode_id)
         self._slots.acquire()
-
-        def write() -> None:
-            try:
-                self.store._write_shard([(arrays, meta, audit_value)])
-            finally:
-                with self.store._lock:
-                    self.store._pending_ids.discard(meta.episode_id)
-                self._slots.release()
-
-        future = self._executor.submit(write)
+        try:
+            job = [(arrays, meta, audit_value)]
+            if self._in_subprocess:
+                future = self._executor.submit(_write_shard_job, str(self.store.root), job)
+            else:
+                future = self._executor.submit(self.store._write_shard, job)
+        except BaseException:
+            self._release(meta.episode_id)
+            raise
+        future.add_done_callback(lambda _: self._release(meta.episode_id))
         self._futures.append(future)
         return future
+
+    def _release(self, episode_id: str) -> None:
+        with self.store._lock:
+            self.store._pending_ids.discard(episode_id)
+        self._slots.release()
 
     def close(self) -> None:
         if self._closed:
@@ -824,14 +842,35 @@ class EpisodeWriter:
         self._closed = True
         self._executor.shutdown(wait=True)
         errors = [f.exception() for f in self._futures if f.exception() is not None]
+        self.store.refresh()
         if errors:
-            raise RuntimeError(f"{len(errors)} of {len(self._futures)} episodes failed to write; first error: {errors[0]}") from errors[0]
+            raise RuntimeError(
+                f"{len(errors)} of {len(self._futures)} episodes failed to write; first error: {errors[0]}"
+            ) from errors[0]
 
     def __enter__(self) -> EpisodeWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+_WORKER_STORES: dict[str, EpisodeStore] = {}
+WRITER_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """The writer process yields the CPU to the simulator/policy; it catches up whenever they wait."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(WRITER_NICENESS)
+
+
+def _write_shard_job(root: str, episodes: list[tuple[dict[str, np.ndarray], EpisodeMeta, bool | None]]) -> str:
+    """Runs in the writer process: commit the episodes as one shard."""
+    store = _WORKER_STORES.get(root)
+    if store is None:
+        store = _WORKER_STORES[root] = EpisodeStore(root)
+    return store._write_shard(episodes)
 
 
 def _decode_png(data: bytes) -> np.ndarray:

@@ -1,0 +1,117 @@
+"""Record scripted-expert demonstrations from `robot_si.envs` into an episode store (resumable).
+
+Owns the demo recording loop only: reset env and expert with a seed, step until the env terminates or
+truncates, and hand each finished episode to the store's background writer (so rendering the next episode
+overlaps writing the last). The env's `info["is_success"]` goes only into the store's audit field.
+Episode ids are derived from task, noise and seed, so rerunning the same call skips what is stored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from robot_si.data.records import EpisodeMeta
+from robot_si.data.store import ACTION_KEY, IMAGE_PREFIX, STATE_KEY, EpisodeStore
+
+EXPERT_POLICY_VERSION = "scripted-expert"
+
+
+def demo_episode_id(task: str, *, noise: float, seed: int) -> str:
+    return f"demo-{task}-noise{noise:g}-seed{seed}"
+
+
+def record_demos(
+    tasks: Sequence[str],
+    *,
+    episodes_per_task: int,
+    root: str | os.PathLike[str],
+    noise: float = 0.0,
+    seed: int = 0,
+    image_size: int = 64,
+    round: int = 0,
+    cameras: Sequence[str] = ("front",),
+    progress: bool = True,
+) -> list[EpisodeMeta]:
+    """Record `episodes_per_task` expert episodes per task (env/expert seed = seed + i); returns their metadata.
+
+    Episodes already in the store (same task, noise and seed) are skipped and returned as stored.
+    """
+    from robot_si.envs import ACTION_DIM, STATE_DIM, list_tasks, make_env
+    from robot_si.envs.experts import make_expert
+
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    if not tasks:
+        raise ValueError(f"give at least one task; known tasks: {list_tasks()}")
+    unknown = [t for t in tasks if t not in list_tasks()]
+    if unknown:
+        raise ValueError(f"unknown tasks {unknown}; known tasks: {list_tasks()}")
+    if isinstance(episodes_per_task, bool) or not isinstance(episodes_per_task, int) or episodes_per_task < 1:
+        raise ValueError(f"episodes_per_task must be a positive int (got {episodes_per_task!r})")
+
+    fps = None
+    store: EpisodeStore | None = None
+    requested = [(task, seed + i) for task in tasks for i in range(episodes_per_task)]
+    envs: dict[str, object] = {}
+    try:
+        for task in tasks:
+            envs[task] = make_env(task, image_size=image_size, cameras=tuple(cameras))
+        fps = int(next(iter(envs.values())).metadata["render_fps"])
+        store = EpisodeStore.open_or_create(
+            root, fps=fps, image_size=image_size, cameras=tuple(cameras), state_dim=STATE_DIM, action_dim=ACTION_DIM
+        )
+        todo = [(task, s) for task, s in requested if demo_episode_id(task, noise=noise, seed=s) not in store]
+        bar = tqdm(total=len(requested), initial=len(requested) - len(todo), desc="demos", unit="ep", disable=not progress)
+        with store.writer() as writer:
+            for task, episode_seed in todo:
+                env = envs[task]
+                frames, meta, success = _run_expert_episode(
+                    env, make_expert(task, noise=noise, seed=episode_seed), task=task, seed=episode_seed,
+                    episode_id=demo_episode_id(task, noise=noise, seed=episode_seed), round=round,
+                    image_keys=[IMAGE_PREFIX + c for c in cameras],
+                )
+                # the bar counts committed (durable) episodes, not merely recorded ones
+                writer.submit(frames, meta, audit_gt_success=success).add_done_callback(lambda _: bar.update(1))
+        bar.close()
+    finally:
+        for env in envs.values():
+            env.close()
+    by_id = {m.episode_id: m for m in store.episodes(source="demo")}
+    return [by_id[demo_episode_id(task, noise=noise, seed=s)] for task, s in requested]
+
+
+def _run_expert_episode(env, expert, *, task: str, seed: int, episode_id: str, round: int, image_keys: list[str]):
+    observation, info = env.reset(seed=seed)
+    expert.reset()
+    images: dict[str, list[np.ndarray]] = {key: [] for key in image_keys}
+    states, actions = [], []
+    success = bool(info.get("is_success", False))
+    while True:
+        action = np.asarray(expert.act(env), dtype=np.float32)
+        for key in image_keys:
+            images[key].append(observation[key])
+        states.append(observation[STATE_KEY])
+        actions.append(action)
+        observation, _, terminated, truncated, info = env.step(action)
+        success = bool(info["is_success"])
+        if terminated or truncated:
+            break
+    frames = {key: np.stack(values) for key, values in images.items()}
+    frames[STATE_KEY] = np.stack(states).astype(np.float32)
+    frames[ACTION_KEY] = np.stack(actions)
+    meta = EpisodeMeta(
+        episode_id=episode_id,
+        source="demo",
+        round=round,
+        policy_version=EXPERT_POLICY_VERSION,
+        task_name=task,
+        instruction=env.unwrapped.instruction,
+        seed=seed,
+        num_frames=len(actions),
+        error=None,
+    )
+    return frames, meta, success
