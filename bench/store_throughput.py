@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=8)
     parser.add_argument("--frames", type=int, default=50)
     options = parser.parse_args()
-    results: dict = {"platform": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}}
+    results: dict = {"platform": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(), "load_average_1min_at_start": os.getloadavg()[0]}}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         sim = env_frames(64, 200, 0)

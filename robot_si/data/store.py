@@ -23,6 +23,11 @@ at any moment leaves either the whole episode or nothing; the next open removes 
 processes (with a warning) and appending resumes. `compact()` merges shards with lerobot's
 `aggregate_datasets`, commits the merged shard the same way and only then deletes its sources; a merged shard
 names the shards it replaces, so an interrupted compaction is finished on the next open.
+
+Image vs video: image mode (PNG inside the parquet, lossless) is the default. Measured at 64 and 96 px
+(bench/store_throughput.py): both modes cost about 3 ms of CPU per frame to write (lerobot's per-episode save
+path dominates, not the codec) and read back at similar speed; video is lossy and about half the bytes. Lossless
+frames keep HDF5 round trips exact and the training data identical to what the policy saw.
 """
 
 from __future__ import annotations
@@ -466,7 +471,8 @@ class EpisodeStore:
             ]
 
     def __contains__(self, episode_id: object) -> bool:
-        self.refresh()
+        if episode_id not in self._metas:
+            self.refresh()
         return episode_id in self._metas
 
     def __len__(self) -> int:
@@ -489,7 +495,8 @@ class EpisodeStore:
         return [shard.path for shard in self._shards.values()]
 
     def get_meta(self, episode_id: str) -> EpisodeMeta:
-        self.refresh()
+        if episode_id not in self._metas:
+            self.refresh()
         if episode_id not in self._metas:
             raise KeyError(self._unknown_episode_message(episode_id))
         return dataclasses.replace(self._metas[episode_id])
@@ -521,13 +528,24 @@ class EpisodeStore:
 
     def load_episode(self, episode_id: str) -> dict[str, np.ndarray]:
         """Arrays of one episode: `observation.images.<cam>` (T,H,W,3) uint8, `observation.state` (T,S), `action` (T,A)."""
+        try:
+            return self._load_episode(episode_id)
+        except FileNotFoundError:
+            # another process's compact() moved the episode into a merged shard since our last look
+            self._listed_names = []
+            self.refresh()
+            return self._load_episode(episode_id)
+
+    def _load_episode(self, episode_id: str) -> dict[str, np.ndarray]:
         import pyarrow.parquet as pq
 
-        self.refresh()
         if episode_id not in self._location:
-            raise KeyError(self._unknown_episode_message(episode_id))
-        shard_name, episode_index = self._location[episode_id]
-        shard = self._shards[shard_name]
+            self.refresh()  # maybe another process committed it since
+        with self._lock:
+            if episode_id not in self._location:
+                raise KeyError(self._unknown_episode_message(episode_id))
+            shard_name, episode_index = self._location[episode_id]
+            shard = self._shards[shard_name]
         row = self._episode_row(shard, episode_index)
         data_path = shard.path / f"data/chunk-{row['data/chunk_index']:03d}/file-{row['data/file_index']:03d}.parquet"
         columns = [STATE_KEY, ACTION_KEY, "frame_index"] + ([] if self.spec.use_videos else self.spec.image_keys)
