@@ -49,12 +49,15 @@ class DetectorConfig:
     num_context_frames: int = 4
     num_final_frames: int = 3
     final_frame_stride: int = 2
-    use_state: bool = True
+    # Off by default: arm velocities at the end of a clip describe how a *particular* policy moves, a shortcut
+    # that does not transfer to the next round's policy; the scene itself says whether the task is done.
+    use_state: bool = False
     hidden_dim: int = 128
     num_heads: int = 4
     num_layers: int = 1
     dropout: float = 0.1
     epochs: int = 30
+    min_steps: int = 300  # tiny data sets get more epochs so the head sees at least this many batches
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -70,7 +73,7 @@ class DetectorConfig:
 
     def __post_init__(self) -> None:
         self.prefix_fractions = tuple(float(f) for f in self.prefix_fractions)
-        positive = ("num_final_frames", "final_frame_stride", "hidden_dim", "num_heads", "num_layers", "epochs", "batch_size")
+        positive = ("num_final_frames", "final_frame_stride", "hidden_dim", "num_heads", "num_layers", "epochs", "min_steps", "batch_size")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -176,10 +179,12 @@ def _build_head(config: DetectorConfig):
 class SuccessDetector:
     """Calibrated success probability for (clip, instruction); see the module docstring."""
 
-    def __init__(self, config: DetectorConfig | None = None, *, encoders=None, cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(self, config: DetectorConfig | None = None, *, encoders=None, cache_dir: str | os.PathLike | None = None,
+                 feature_cache: FeatureCache | None = None) -> None:
+        """`feature_cache`: share another model's cache (same encoders), so frames are encoded once."""
         self.config = config or DetectorConfig()
-        self._encoders = encoders
-        self._cache: FeatureCache | None = None
+        self._encoders = feature_cache.encoders if feature_cache is not None else encoders
+        self._cache: FeatureCache | None = feature_cache
         self._cache_dir = cache_dir
         self.model = None
         self.temperature = 1.0
@@ -297,7 +302,8 @@ class SuccessDetector:
         tensors = [torch.from_numpy(a) for a in (train.images, train.texts, train.states, labels[train_index])]
         holdout = features.subset(holdout_index)
         best_loss, best_state, history = float("inf"), None, []
-        for epoch in range(cfg.epochs):
+        batches_per_epoch = -(-len(train_index) // cfg.batch_size)
+        for epoch in range(max(cfg.epochs, -(-cfg.min_steps // batches_per_epoch))):
             self.model.train()
             order = torch.randperm(len(train_index), generator=generator)
             epoch_loss = 0.0
