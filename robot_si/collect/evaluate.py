@@ -44,7 +44,9 @@ def wilson_interval(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
     denominator = 1.0 + z2 / n
     centre = (p + z2 / (2 * n)) / denominator
     half_width = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denominator
-    return max(0.0, centre - half_width), min(1.0, centre + half_width)
+    low = 0.0 if k == 0 else max(0.0, centre - half_width)  # exact at the ends (no 0.9999999999999999)
+    high = 1.0 if k == n else min(1.0, centre + half_width)
+    return low, high
 
 
 def success_summary(successes: int, n: int, errors: int = 0) -> dict[str, Any]:
