@@ -9,7 +9,7 @@ import pytest
 from robot_si.collect import Collector, EpisodeRequest, collect
 from robot_si.collect.rollout import collection_requests
 from robot_si.collect.seeds import COLLECTION_SEED_LIMIT
-from robot_si.collect.testing import FaultyPolicy, LinearChunkPolicy
+from robot_si.collect.testing import FaultyPolicy, tiny_compact_vla
 from robot_si.data import EpisodeStore
 
 STEPS = 6  # short episodes keep the store writes (the slow part) cheap
@@ -23,7 +23,7 @@ def _collect(policy, root, *, episodes=2, tasks=("reach", "push"), **kwargs):
 
 
 def test_collect_writes_each_episode_with_metadata_and_audit(tmp_path):
-    metrics = _collect(LinearChunkPolicy(), tmp_path / "store")
+    metrics = _collect(tiny_compact_vla(), tmp_path / "store")
     store = EpisodeStore(tmp_path / "store")
     metas = store.episodes()
     assert len(metas) == 4 and metrics["written"] == 4 and metrics["episodes"] == 4
@@ -49,7 +49,7 @@ def test_same_seeds_give_same_actions_and_frames():
     def run():
         results = {}
         with Collector(num_envs=2, exploration_std=0.3, max_episode_steps=STEPS, progress=False) as collector:
-            collector.run(LinearChunkPolicy(seed=5), requests, on_episode=lambda r: results.update({r.episode_id: r}))
+            collector.run(tiny_compact_vla(seed=5), requests, on_episode=lambda r: results.update({r.episode_id: r}))
         return results
 
     first, second = run(), run()
@@ -65,22 +65,22 @@ def test_resume_after_interruption_collects_only_missing(tmp_path):
     root = tmp_path / "store"
     # Ctrl-C arrives in the 5th forward call (the 3rd episode is in flight): the first two are stored, it is not
     with pytest.raises(KeyboardInterrupt):
-        _collect(FaultyPolicy(LinearChunkPolicy(), interrupt_after=5), root, episodes=3, tasks=("reach",),
+        _collect(FaultyPolicy(tiny_compact_vla(), interrupt_after=5), root, episodes=3, tasks=("reach",),
                  num_envs=2, exploration_std=0.0)
     store = EpisodeStore(root)
     before = {m.episode_id for m in store.episodes()}
     assert 0 < len(before) < 3
     for episode_id in before:  # whole episodes only
         assert store.load_episode(episode_id)["action"].shape[0] == store.get_meta(episode_id).num_frames
-    metrics = _collect(LinearChunkPolicy(), root, episodes=3, tasks=("reach",), exploration_std=0.0)
+    metrics = _collect(tiny_compact_vla(), root, episodes=3, tasks=("reach",), exploration_std=0.0)
     after = [m.episode_id for m in EpisodeStore(root).episodes()]
     assert len(after) == len(set(after)) == 3 and before < set(after)
     assert metrics["skipped_existing"] == len(before) and metrics["written"] == 3 - len(before)
-    assert _collect(LinearChunkPolicy(), root, episodes=3, tasks=("reach",))["written"] == 0
+    assert _collect(tiny_compact_vla(), root, episodes=3, tasks=("reach",))["written"] == 0
 
 
 def test_nan_action_ends_only_that_episode(tmp_path):
-    metrics = _collect(FaultyPolicy(LinearChunkPolicy(), nan_on_calls=(2,)), tmp_path / "store")
+    metrics = _collect(FaultyPolicy(tiny_compact_vla(), nan_on_calls=(2,)), tmp_path / "store")
     metas = EpisodeStore(tmp_path / "store").episodes()
     assert len(metas) == 4 and metrics["episodes_with_error"] == 1
     errored = [m for m in metas if m.error]
@@ -89,7 +89,7 @@ def test_nan_action_ends_only_that_episode(tmp_path):
 
 
 def test_wrong_shape_action_is_recorded(tmp_path):
-    metrics = _collect(FaultyPolicy(LinearChunkPolicy(), wrong_shape_after=3), tmp_path / "store", episodes=1)
+    metrics = _collect(FaultyPolicy(tiny_compact_vla(), wrong_shape_after=3), tmp_path / "store", episodes=1)
     metas = EpisodeStore(tmp_path / "store").episodes()
     assert len(metas) == 2 and metrics["episodes_with_error"] >= 1
     assert all("shape" in m.error for m in metas if m.error)
@@ -117,7 +117,7 @@ def test_env_exception_is_recorded_and_env_rebuilt(tmp_path):
         built.append(task)
         return _BrokenOnce(make_env(task, **kwargs))
 
-    metrics = _collect(LinearChunkPolicy(), tmp_path / "store", episodes=3, tasks=("reach",), env_factory=factory)
+    metrics = _collect(tiny_compact_vla(), tmp_path / "store", episodes=3, tasks=("reach",), env_factory=factory)
     metas = EpisodeStore(tmp_path / "store").episodes()
     assert len(metas) == 3 and metrics["env_rebuilds"] == 1 and len(built) == 3  # 2 slots + 1 rebuild
     errored = [m for m in metas if m.error]
@@ -131,8 +131,8 @@ def test_collector_refuses_bad_arguments():
         Collector(exploration_std=-1.0)
     with pytest.raises(ValueError, match="duplicate"):
         request = EpisodeRequest(episode_id="a", task="reach", seed=1)
-        Collector(progress=False).run(LinearChunkPolicy(), [request, request])
+        Collector(progress=False).run(tiny_compact_vla(), [request, request])
     with pytest.raises(ValueError, match="unknown tasks"):
-        collect(LinearChunkPolicy(), ["fly"], 1, store="unused", round=0)
+        collect(tiny_compact_vla(), ["fly"], 1, store="unused", round=0)
     with pytest.raises(ValueError, match="episodes_per_task"):
-        collect(LinearChunkPolicy(), ["reach"], 0, store="unused", round=0)
+        collect(tiny_compact_vla(), ["reach"], 0, store="unused", round=0)

@@ -17,7 +17,7 @@ from robot_si.collect.seeds import (
     collection_seed,
     evaluation_seed,
 )
-from robot_si.collect.testing import LinearChunkPolicy
+from robot_si.collect.testing import tiny_compact_vla
 from robot_si.envs import get_task_spec, list_tasks
 
 
@@ -53,7 +53,7 @@ def _template_regex(template: str) -> re.Pattern:
 
 def test_evaluate_reports_success_with_intervals_on_heldout_paraphrases(tmp_path):
     out = tmp_path / "eval.json"
-    report = evaluate(LinearChunkPolicy(), ["reach", "button"], 2, seed=0, instruction_split="heldout", num_envs=2,
+    report = evaluate(tiny_compact_vla(), ["reach", "button"], 2, seed=0, instruction_split="heldout", num_envs=2,
                       image_size=64, max_episode_steps=5, out=out, progress=False, policy_version="v-eval")
     assert json.loads(out.read_text())["overall"] == report["overall"]
     assert report["overall"]["n"] == 4 and set(report["per_task"]) == {"reach", "button"}
@@ -68,8 +68,8 @@ def test_evaluate_reports_success_with_intervals_on_heldout_paraphrases(tmp_path
 
 def test_evaluate_refuses_bad_arguments():
     with pytest.raises(ValueError, match="instruction_split"):
-        evaluate(LinearChunkPolicy(), ["reach"], 1, instruction_split="test")
+        evaluate(tiny_compact_vla(), ["reach"], 1, instruction_split="test")
     with pytest.raises(ValueError, match="episodes_per_task"):
-        evaluate(LinearChunkPolicy(), ["reach"], -1)
+        evaluate(tiny_compact_vla(), ["reach"], -1)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         evaluate("/nonexistent/policy", ["reach"], 1)

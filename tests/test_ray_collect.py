@@ -11,9 +11,9 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from robot_si.collect import collect  # noqa: E402
-from robot_si.collect.ray_backend import InferenceServer, RayCollector  # noqa: E402
+from robot_si.collect.ray_backend import InferenceServer, RayCollector, policy_payload  # noqa: E402
 from robot_si.collect.rollout import Collector, LocalPolicyRunner, StoreSink, collection_requests, open_store  # noqa: E402
-from robot_si.collect.testing import LinearChunkPolicy  # noqa: E402
+from robot_si.collect.testing import tiny_compact_vla  # noqa: E402
 from robot_si.data import EpisodeStore  # noqa: E402
 
 STEPS = 6
@@ -28,7 +28,7 @@ def ray_cluster():
 
 def test_two_workers_write_every_episode(tmp_path):
     metrics = collect(
-        LinearChunkPolicy(), ["reach", "push"], 3, store=tmp_path / "store", round=2, num_envs=2,
+        tiny_compact_vla(), ["reach", "push"], 3, store=tmp_path / "store", round=2, num_envs=2,
         max_episode_steps=STEPS, backend="ray", writer="thread", progress=False, policy_version="v7",
         ray_options={"num_workers": 2, "lease_size": 2},
     )
@@ -54,7 +54,7 @@ def test_killed_worker_is_recreated_and_the_run_completes(tmp_path):
             sink(result)
 
         with pytest.warns(UserWarning, match="recreating"):
-            metrics = collector.run(LinearChunkPolicy(), requests, on_episode=on_episode, policy_version="v1")
+            metrics = collector.run(tiny_compact_vla(), requests, on_episode=on_episode, policy_version="v1")
         assert metrics["worker_restarts"] == 1 and len(collector.workers) == 2
         new_pids = collector.worker_pids()
         survivor = "worker0" if victims[0] == "worker1" else "worker1"
@@ -75,9 +75,9 @@ def _observations(count: int, task: str = "push") -> list[dict]:
 
 
 def test_inference_server_batches_and_matches_direct_forward():
-    policy = LinearChunkPolicy(seed=3)
+    policy = tiny_compact_vla(seed=3)
     server = InferenceServer(max_batch_size=16, batch_timeout_s=0.2)
-    ray.get(server.set_policy.remote("v1", "object", policy))
+    ray.get(server.set_policy.remote("v1", "config_state", policy_payload(policy, "config_state")))
     observations = _observations(5)
     groups = [observations[:2], observations[2:3], observations[3:]]
     replies = ray.get([server.predict.remote(group) for group in groups])  # three callers at once
@@ -93,10 +93,10 @@ def test_collection_through_the_inference_server_matches_local_collection():
     requests = collection_requests(["reach"], 2, seed=4, round=0)
     local, remote = {}, {}
     with Collector(num_envs=2, exploration_std=0.2, max_episode_steps=STEPS, progress=False) as collector:
-        collector.run(LinearChunkPolicy(seed=9), requests, on_episode=lambda r: local.update({r.episode_id: r}))
+        collector.run(tiny_compact_vla(seed=9), requests, on_episode=lambda r: local.update({r.episode_id: r}))
     with RayCollector(num_workers=1, num_envs_per_worker=2, exploration_std=0.2, max_episode_steps=STEPS,
                       progress=False, inference_server=True, server_batch_timeout_s=0.001) as collector:
-        metrics = collector.run(LinearChunkPolicy(seed=9), requests,
+        metrics = collector.run(tiny_compact_vla(seed=9), requests,
                                 on_episode=lambda r: remote.update({r.episode_id: r}))
     assert metrics["inference_server"]["observations_served"] > 0
     for episode_id, result in local.items():

@@ -32,8 +32,10 @@ import numpy as np
 from robot_si.collect.records import EpisodeRequest, EpisodeResult
 from robot_si.collect.rollout import Collector, LocalPolicyRunner, PhaseTimer, load_policy_from_path
 
-# payload kinds for weight broadcast
-OBJECT, STATE_DICT, CHECKPOINT = "object", "state_dict", "checkpoint"
+# payload kinds for weight broadcast: a pickled policy object; a state_dict for the object already there; a
+# checkpoint path (shared filesystem); or {"config", "state_dict"} for robot_si policies (built with make_policy, so
+# process-wide encoders such as the frozen text encoder are not pickled along with the weights)
+OBJECT, STATE_DICT, CHECKPOINT, CONFIG_STATE = "object", "state_dict", "checkpoint", "config_state"
 
 
 def _ray():
@@ -49,12 +51,46 @@ def _load_payload(current_policy, kind: str, payload):
         return payload
     if kind == CHECKPOINT:
         return load_policy_from_path(payload)
+    if kind == CONFIG_STATE:
+        from robot_si.policies import make_policy
+
+        config = dict(payload["config"])
+        if "pretrained_vision" in config:
+            config["pretrained_vision"] = False  # the state_dict holds the backbone; skip fetching ImageNet weights
+        policy = make_policy(config)
+        policy.load_state_dict(payload["state_dict"])
+        return policy.eval()
     if kind == STATE_DICT:
         if current_policy is None:
             raise RuntimeError("got a state_dict before any policy object; broadcast the policy object first")
         current_policy.load_state_dict(payload)
         return current_policy
     raise ValueError(f"unknown policy payload kind {kind!r}")
+
+
+def policy_payload(policy, kind: str | None = None):
+    """What `set_policy(version, kind, payload)` expects for `policy`; kind defaults to the cheapest complete one."""
+    if kind is None:
+        kind = (CHECKPOINT if isinstance(policy, (str, os.PathLike))
+                else CONFIG_STATE if _is_robot_si_policy(policy) else OBJECT)
+    if kind == CHECKPOINT:
+        return str(Path(policy).resolve())
+    if kind == OBJECT:
+        return policy
+    state_dict = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
+    if kind == CONFIG_STATE:
+        return {"config": policy.config.to_dict(), "state_dict": state_dict}
+    if kind == STATE_DICT:
+        return state_dict
+    raise ValueError(f"unknown policy payload kind {kind!r}")
+
+
+def _is_robot_si_policy(policy) -> bool:
+    try:
+        from robot_si.policies import CompactVLAPolicy
+    except ImportError:
+        return False
+    return isinstance(policy, CompactVLAPolicy)
 
 
 # ──────────────────────────────────────────────────────────────────────────────────── inference server
@@ -291,19 +327,13 @@ class RayCollector:
         if isinstance(policy, (str, os.PathLike)):
             kind = CHECKPOINT
         elif fresh_object or self._sent_object_class is not type(policy) or not hasattr(policy, "state_dict"):
-            kind = OBJECT
+            kind = CONFIG_STATE if _is_robot_si_policy(policy) else OBJECT
         else:
             kind = STATE_DICT
         cached = self._payload_cache
         if cached is not None and cached[0] == version and cached[1] == kind:
             return kind, cached[2]
-        if kind == CHECKPOINT:
-            value = str(Path(policy).resolve())
-        elif kind == OBJECT:
-            value = policy
-        else:
-            value = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
-        ref = ray.put(value)
+        ref = ray.put(policy_payload(policy, kind))
         self._payload_cache = (version, kind, ref)
         return kind, ref
 
@@ -314,7 +344,7 @@ class RayCollector:
             if self._server_version != version:
                 kind, ref = self._payload(policy, version, fresh_object=self._server_version is None)
                 ray.get(self.server.set_policy.remote(version, kind, ref))
-                if kind == OBJECT:
+                if kind in (OBJECT, CONFIG_STATE):
                     self._sent_object_class = type(policy)
                 self._server_version = version
             calls = [self.workers[name].use_inference_server.remote(self.server, version)
@@ -326,7 +356,7 @@ class RayCollector:
             if stale:
                 kind, ref = self._payload(policy, version, fresh_object=never)
                 calls = [self.workers[name].set_policy.remote(version, kind, ref) for name in stale]
-                if kind == OBJECT:
+                if kind in (OBJECT, CONFIG_STATE):
                     self._sent_object_class = type(policy)
         ray.get(calls)
         for name in self.worker_versions:

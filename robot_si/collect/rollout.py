@@ -70,30 +70,6 @@ class PhaseTimer:
 # ───────────────────────────────────────────────────────────────────────────────────── policy runners
 
 
-def observations_to_batch(observations: list[dict], device) -> dict:
-    """The policies package's converter (env observations -> policy batch); a local copy until it exists."""
-    try:
-        from robot_si.policies import observations_to_batch as convert
-    except ImportError:
-        convert = _observations_to_batch_fallback
-    return convert(observations, device)
-
-
-def _observations_to_batch_fallback(observations: list[dict], device) -> dict:
-    import torch
-
-    batch: dict[str, Any] = {}
-    for key in observations[0]:
-        if key.startswith(IMAGE_PREFIX):
-            images = torch.from_numpy(np.stack([o[key] for o in observations]))
-            batch[key] = images.to(device).permute(0, 3, 1, 2).float().div_(255.0)
-        elif key == STATE_KEY:
-            batch[key] = torch.from_numpy(np.stack([o[key] for o in observations]).astype(np.float32)).to(device)
-        elif key == "task":
-            batch[key] = [str(o[key]) for o in observations]
-    return batch
-
-
 def _policy_device(policy) -> Any:
     import torch
 
@@ -126,6 +102,8 @@ class LocalPolicyRunner:
 
     def predict_chunks(self, observations: list[dict], timer: PhaseTimer | None = None) -> np.ndarray:
         import torch
+
+        from robot_si.policies import observations_to_batch
 
         timer = timer or PhaseTimer()
         with timer.phase("observation"):

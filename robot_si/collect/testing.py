@@ -1,40 +1,37 @@
 """Tiny policies for collect tests and benches (importable by Ray workers, unlike test modules).
 
-`LinearChunkPolicy` has the collector-facing policy API (`reset`, `predict_action_chunk`, `config.n_action_steps`)
-and is deterministic given its seed. `FaultyPolicy` wraps a policy to return NaN or wrongly shaped chunks for
+`tiny_compact_vla` builds a real CompactVLA at toy width with random weights (deterministic given its seed).
+`FaultyPolicy` wraps a policy to return NaN or wrongly shaped chunks for
 chosen forward calls or to raise KeyboardInterrupt after N forwards.
 """
 
 from __future__ import annotations
 
-import types
-
 import torch
 from torch import nn
 
 
-class LinearChunkPolicy(nn.Module):
-    """(state, mean image colour) -> tanh(linear) action chunk of shape (B, horizon, 4)."""
+def tiny_compact_vla(*, seed: int = 0, horizon: int = 4, n_action_steps: int = 2, use_text: bool = True,
+                     image_size: int = 64):
+    """A real `CompactVLAPolicy` at toy width with random weights (random backbone and head), in eval mode.
 
-    def __init__(self, *, horizon: int = 4, n_action_steps: int = 2, seed: int = 0, state_dim: int = 8) -> None:
-        super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        self.config = types.SimpleNamespace(horizon=horizon, n_action_steps=n_action_steps)
-        self.linear = nn.Linear(state_dim + 3, horizon * 4)
-        with torch.no_grad():
-            self.linear.weight.copy_(torch.randn(self.linear.weight.shape, generator=generator) * 2.0)
-            self.linear.bias.copy_(torch.randn(self.linear.bias.shape, generator=generator) * 0.5)
-        self.forward_calls = 0
+    Normalization is set so the random head's outputs land inside [-1, 1] mostly (clipping does the rest).
+    """
+    from robot_si.policies import CompactVLAConfig, CompactVLAPolicy
 
-    def reset(self) -> None:
-        pass
-
-    @torch.no_grad()
-    def predict_action_chunk(self, batch: dict) -> torch.Tensor:
-        self.forward_calls += 1
-        image_mean = batch["observation.images.front"].mean(dim=(2, 3))
-        features = torch.cat([batch["observation.state"], image_mean], dim=1)
-        return torch.tanh(self.linear(features)).view(features.shape[0], self.config.horizon, 4)
+    torch.manual_seed(seed)
+    config = CompactVLAConfig(
+        image_size=image_size, pretrained_vision=False, use_text=use_text, image_pooling="mean",
+        image_projection_dim=16, state_hidden_dim=16, hidden_dim=32, num_blocks=1, horizon=horizon,
+        n_action_steps=n_action_steps,
+    )
+    policy = CompactVLAPolicy(config)
+    policy.set_normalization_stats({
+        "observation.state": {"mean": torch.zeros(config.state_dim), "std": torch.ones(config.state_dim)},
+        "action": {"mean": torch.zeros(config.action_dim), "std": torch.full((config.action_dim,), 0.5),
+                   "min": -torch.ones(config.action_dim), "max": torch.ones(config.action_dim)},
+    })
+    return policy.eval()
 
 
 class FaultyPolicy(nn.Module):
