@@ -20,11 +20,17 @@ COMMANDS = ("collect", "eval")
 
 
 def _require_policy(cfg: DictConfig, command: str) -> str:
-    if cfg.policy in (None, ""):
+    if cfg.policy_path in (None, ""):
         raise ValueError(f"`robot-si {command}` needs policy=PATH (a saved policy directory)")
-    if not Path(str(cfg.policy)).exists():
-        raise FileNotFoundError(f"policy={cfg.policy} does not exist; pass the directory of a saved policy")
-    return str(cfg.policy)
+    if not Path(str(cfg.policy_path)).exists():
+        raise FileNotFoundError(f"policy={cfg.policy_path} does not exist; pass the directory of a saved policy")
+    return str(cfg.policy_path)
+
+
+def _alias_overrides(overrides: list[str]) -> list[str]:
+    """`policy=PATH` -> `policy_path=PATH`: `policy` is a config group (configs/policy/), so Hydra would read
+    `policy=...` as choosing a policy architecture rather than as a checkpoint path."""
+    return [("policy_path=" + o.split("=", 1)[1]) if o.startswith("policy=") else o for o in overrides]
 
 
 def _episodes(cfg: DictConfig) -> int:
@@ -119,7 +125,7 @@ def main(argv: list[str]) -> int:
         raise ValueError(f"arguments must be key=value overrides (got {bad}), e.g. policy=runs/x/policy episodes=10")
     from robot_si.config import compose
 
-    cfg = compose(command, overrides)
+    cfg = compose(command, _alias_overrides(overrides))
     if command == "collect":
         run_collect(cfg)
     else:
