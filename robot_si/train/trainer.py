@@ -402,6 +402,12 @@ class Trainer:
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
         policy = self.policy.to(device)
+        checkpoint = latest_checkpoint(self.out_dir) if resume else None
+        state = None
+        if checkpoint is not None:
+            # weights first: the normalization stats and the cached features must come from the resumed model
+            state = torch.load(checkpoint / TRAINING_STATE_NAME, map_location=device, weights_only=False)
+            policy.load_state_dict(state["model"])
         self._prepare_normalization()
 
         started = time.perf_counter()
@@ -420,11 +426,8 @@ class Trainer:
         ema = {name: p.detach().clone() for name, p in named_trainable.items()} if cfg.ema_decay else None
 
         step = 0
-        checkpoint = latest_checkpoint(self.out_dir) if resume else None
         rng_to_restore = None
-        if checkpoint is not None:
-            state = torch.load(checkpoint / TRAINING_STATE_NAME, map_location=device, weights_only=False)
-            policy.load_state_dict(state["model"])
+        if state is not None:
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             if ema is not None:
