@@ -1,0 +1,168 @@
+"""CompactVLA policy: shapes, masking and weighting of the loss, checkpoints, input errors, CFG, factories."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from robot_si.policies import CompactVLAConfig, CompactVLAPolicy, load_policy, make_policy, observations_to_batch
+from robot_si.train import compute_normalization_stats, weighted_loss
+from robot_si.train.testing import SyntheticChunkDataset, tiny_policy_config
+
+
+def _ready(**overrides) -> tuple[CompactVLAPolicy, dict]:
+    torch.manual_seed(0)
+    dataset = SyntheticChunkDataset(8)
+    policy = CompactVLAPolicy(tiny_policy_config(**overrides))
+    policy.set_normalization_stats(compute_normalization_stats(dataset))
+    return policy, torch.utils.data.default_collate([dataset[i] for i in range(8)])
+
+
+def test_forward_and_predict_shapes():
+    policy, batch = _ready()
+    loss, info = policy(batch)
+    assert loss.ndim == 0 and "l1_loss" in info
+    loss.backward()
+    assert policy.action_head.weight.grad is not None
+    assert all(p.grad is None for p in policy.image_encoder.parameters())  # frozen backbone
+    per_sample, _ = policy(batch, reduction="none")
+    assert per_sample.shape == (8,)
+    policy.eval()
+    chunk = policy.predict_action_chunk(batch)
+    assert chunk.shape == (8, 4, 4) and chunk.abs().max() <= 1.0
+    policy.reset()
+    first = policy.select_action(batch)
+    second = policy.select_action(batch)  # second action of the same chunk (n_action_steps=2)
+    assert torch.equal(first, chunk[:, 0]) and torch.equal(second, chunk[:, 1])
+
+
+def test_temporal_ensembling_select_action():
+    policy, batch = _ready(n_action_steps=1, temporal_ensemble_coeff=0.01)
+    policy.eval()
+    policy.reset()
+    assert policy.select_action(batch).shape == (8, 4)
+
+
+def test_padded_steps_do_not_count():
+    policy, batch = _ready()
+    policy.eval()
+    batch["action_is_pad"][:] = False
+    batch["action_is_pad"][:, 2:] = True
+    base, _ = policy(batch, reduction="none")
+    changed = dict(batch, action=batch["action"].clone())
+    changed["action"][:, 2:] += 50.0  # garbage in padded steps only
+    after, _ = policy(changed, reduction="none")
+    assert torch.allclose(base, after)
+
+
+def test_zero_weight_sample_has_no_gradient_effect():
+    policy, batch = _ready()
+    policy.eval()
+
+    def gradient(sub_batch, weight):
+        policy.zero_grad()
+        per_sample, _ = policy(sub_batch, reduction="none")
+        weighted_loss(per_sample, weight).backward()
+        return policy.action_head.weight.grad.clone()
+
+    keep = {k: v[:4] for k, v in batch.items()}
+    with_zero = gradient(batch, torch.tensor([1.0, 1.0, 1.0, 1.0, 0, 0, 0, 0]))
+    without = gradient(keep, torch.ones(4))
+    assert torch.allclose(with_zero, without, atol=1e-6)
+    # forward(reduction="mean") applies the batch's weights the same way
+    policy.zero_grad()
+    weighted = dict(batch, weight=torch.tensor([1.0, 1.0, 1.0, 1.0, 0, 0, 0, 0]))
+    policy(weighted)[0].backward()
+    assert torch.allclose(policy.action_head.weight.grad, without, atol=1e-6)
+
+
+def test_save_load_round_trip(tmp_path):
+    policy, batch = _ready()
+    policy.eval()
+    policy.save_pretrained(tmp_path / "ckpt")
+    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["type"] == "compact_vla"
+    for loaded in (CompactVLAPolicy.from_pretrained(tmp_path / "ckpt"), load_policy(tmp_path / "ckpt")):
+        assert torch.equal(loaded.predict_action_chunk(batch), policy.predict_action_chunk(batch))
+        assert loaded.normalization_stats() == policy.normalization_stats()
+
+
+def test_checkpoint_of_another_type_is_refused(tmp_path):
+    (tmp_path / "act").mkdir()
+    (tmp_path / "act" / "config.json").write_text(json.dumps({"type": "act"}))
+    with pytest.raises(ValueError, match="'act' policy, not 'compact_vla'"):
+        CompactVLAPolicy.from_pretrained(tmp_path / "act")
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        CompactVLAPolicy.from_pretrained(tmp_path / "missing")
+
+
+def test_wrong_image_size_and_missing_camera():
+    policy, batch = _ready()
+    with pytest.raises(ValueError, match="is 64x64 but the policy expects 32x32"):
+        policy(dict(batch, **{"observation.images.front": torch.rand(8, 3, 64, 64)}))
+    without_camera = {k: v for k, v in batch.items() if k != "observation.images.front"}
+    with pytest.raises(KeyError, match="observation.images.front"):
+        policy(without_camera)
+
+
+def test_unset_normalization_is_a_clear_error():
+    policy = CompactVLAPolicy(tiny_policy_config())
+    _, batch = _ready()
+    with pytest.raises(RuntimeError, match="normalization stats are not set"):
+        policy.predict_action_chunk(batch)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="n_action_steps"):
+        CompactVLAConfig(horizon=4, n_action_steps=8)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        CompactVLAConfig(loss="huber")
+    with pytest.raises(ValueError, match="n_action_steps must be 1"):
+        CompactVLAConfig(temporal_ensemble_coeff=0.01)
+    with pytest.raises(ValueError, match="cameras"):
+        CompactVLAConfig(cameras="front")
+
+
+def test_advantage_conditioning_and_cfg_change_actions():
+    policy, batch = _ready(advantage_conditioning=True, cond_dropout_prob=0.3)
+    with torch.no_grad():
+        policy.advantage_embedding.weight.normal_()  # as if trained: good and unconditioned tokens differ
+        for block in policy.blocks:
+            block.film.weight.normal_(std=0.1)  # and FiLM (zero at init) passes them on
+    policy.eval()
+    plain = policy.predict_action_chunk(batch)
+    policy.config.cfg_scale = 3.0
+    guided = policy.predict_action_chunk(batch)
+    assert not torch.allclose(plain, guided)
+    # conditioning on the indicator changes the training loss too
+    good = policy(dict(batch, advantage_indicator=torch.ones(8, dtype=torch.long)))[0]
+    bad = policy(dict(batch, advantage_indicator=torch.zeros(8, dtype=torch.long)))[0]
+    assert not torch.isclose(good, bad)
+    with pytest.raises(ValueError, match="advantage_indicator must be 0, 1 or -1"):
+        policy(dict(batch, advantage_indicator=torch.full((8,), 5)))
+
+
+def test_observations_to_batch_and_text_conditioning():
+    rng = np.random.default_rng(0)
+    observations = [
+        {"observation.images.front": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+         "observation.state": rng.standard_normal(8).astype(np.float32), "task": task}
+        for task in ("reach the red cube", "press the green button")
+    ]
+    batch = observations_to_batch(observations, "cpu")
+    assert batch["observation.images.front"].shape == (2, 3, 32, 32)
+    assert batch["observation.images.front"].dtype == torch.float32 and batch["observation.images.front"].max() <= 1
+    assert batch["task"] == ["reach the red cube", "press the green button"]
+    policy = make_policy(dict(tiny_policy_config(use_text=True).to_dict()))
+    policy.set_normalization_stats(compute_normalization_stats(SyntheticChunkDataset(8)))
+    with torch.no_grad():
+        for block in policy.blocks:
+            block.film.weight.normal_(std=0.1)  # as if trained (FiLM starts as the identity)
+    policy.eval()
+    chunks = policy.predict_action_chunk(batch)
+    swapped = policy.predict_action_chunk(dict(batch, task=batch["task"][::-1]))
+    assert chunks.shape == (2, 4, 4) and not torch.allclose(chunks, swapped)
+    with pytest.raises(ValueError, match="cannot embed instruction ''"):
+        policy.predict_action_chunk(dict(batch, task=["", "x"]))
