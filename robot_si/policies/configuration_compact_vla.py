@@ -69,7 +69,7 @@ class CompactVLAConfig:
     image_pooling: str = "grid"
     image_projection_dim: int = 256
     state_hidden_dim: int = 128
-    hidden_dim: int = 512
+    hidden_dim: int = 256
     num_blocks: int = 3
     dropout: float = 0.1
     use_text: bool = True
