@@ -1,6 +1,6 @@
 """`robot-si collect` and `robot-si eval` (configs: configs/collect.yaml, configs/eval.yaml; key=value overrides).
 
-    robot-si collect policy=PATH tasks=[reach,push] episodes=N store=DIR round=1 num_envs=4 exploration_std=0.1 \
+    robot-si collect policy=PATH tasks=[reach,push] episodes=N store=DIR round=1 num_envs=4 exploration_std=0.1
         backend=local|ray [ray.num_workers=2 ray.inference_server=true] [metrics_out=FILE.json]
     robot-si eval policy=PATH tasks=[reach,push] episodes=N out=FILE.json instruction_split=heldout
 

@@ -158,6 +158,8 @@ class _Slot:
     index: int
     env: Any = None
     env_task: str | None = None
+    # envs this slot built, by task: a slot switching back to a task reuses its env (GL context creation is costly)
+    envs_by_task: dict[str, Any] = dataclasses.field(default_factory=dict)
     request: EpisodeRequest | None = None
     observation: dict | None = None
     instruction: str = ""
@@ -181,6 +183,12 @@ class Collector:
     changes, or after an env fault). `env_factory(task, image_size=, instruction_split=, max_episode_steps=)`
     replaces `robot_si.envs.make_env` (fault injection, other suites). Use as a context manager or call
     `close()`.
+
+    CPU sharing (measured in bench/collect_throughput.py): sim, software rendering and inference share the same
+    cores, so during a run torch uses `inference_threads` intra-op threads (default 1; None leaves torch alone):
+    OpenMP workers spin after every forward and made the next renders ~2x slower. For the same reason Mesa's
+    software rasterizer (llvmpipe) is asked to render in the calling thread (`LP_NUM_THREADS=0`, unless already
+    set): its helper threads cost more than they save on 64-128 px frames. Neither matters on a GPU.
     """
 
     def __init__(
@@ -196,6 +204,7 @@ class Collector:
         progress_desc: str = "collect",
         max_consecutive_policy_failures: int = 3,
         worker_name: str = "local",
+        inference_threads: int | None = 1,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r} must be a positive int")
@@ -203,7 +212,10 @@ class Collector:
             raise ValueError(f"exploration_std={exploration_std!r} must be a finite number >= 0 (0 disables noise)")
         if instruction_split not in ("train", "heldout"):
             raise ValueError(f"instruction_split={instruction_split!r}; use 'train' or 'heldout'")
+        # read by Mesa when the first GL context of the process is made; harmless for GPU EGL
+        os.environ.setdefault("LP_NUM_THREADS", "0")
         self.num_envs = num_envs
+        self.inference_threads = inference_threads
         self.image_size = image_size
         self.instruction_split = instruction_split
         self.exploration_std = float(exploration_std)
@@ -270,11 +282,12 @@ class Collector:
         render_start = self._render_seconds[0]
         start = time.perf_counter()
         self.last_metrics = {}
+        torch_threads = self._limit_torch_threads()
         try:
             while pending or any(slot.request is not None for slot in self._slots):
                 for slot in self._slots:
                     while slot.request is None and pending:
-                        self._start_episode(slot, pending.popleft(), state)
+                        self._start_episode(slot, _pop_matching(pending, slot.env_task), state)
                 active = [slot for slot in self._slots if slot.request is not None]
                 if active:
                     needs_chunk = [slot for slot in active if not slot.queue]
@@ -292,13 +305,31 @@ class Collector:
                 slot.clear()
             state.close_bar()
             raise
+        finally:
+            self._restore_torch_threads(torch_threads)
         state.close_bar()
         state.render_s = self._render_seconds[0] - render_start
         self.last_metrics = state.metrics(wall_s=time.perf_counter() - start, env_rebuilds=self.env_rebuilds)
 
     def close(self) -> None:
         for slot in self._slots:
-            self._close_env(slot)
+            self._close_all_envs(slot)
+
+    def _limit_torch_threads(self) -> int | None:
+        if self.inference_threads is None:
+            return None
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.inference_threads)
+        return previous
+
+    @staticmethod
+    def _restore_torch_threads(previous: int | None) -> None:
+        if previous is not None:
+            import torch
+
+            torch.set_num_threads(previous)
 
     def __enter__(self) -> Collector:
         return self
@@ -311,17 +342,28 @@ class Collector:
     def _ensure_env(self, slot: _Slot, task: str, state: _RunState) -> None:
         if slot.env is not None and slot.env_task == task:
             return
-        self._close_env(slot)
-        with state.timer.phase("env_build"):
-            env = self.env_factory(task, image_size=self.image_size, instruction_split=self.instruction_split,
-                                   max_episode_steps=self.max_episode_steps)
-        _attach_render_timer(env, self._render_seconds)
+        env = slot.envs_by_task.get(task)
+        if env is None:
+            with state.timer.phase("env_build"):
+                env = self.env_factory(task, image_size=self.image_size, instruction_split=self.instruction_split,
+                                       max_episode_steps=self.max_episode_steps)
+            _attach_render_timer(env, self._render_seconds)
+            slot.envs_by_task[task] = env
         slot.env, slot.env_task = env, task
 
     def _close_env(self, slot: _Slot) -> None:
+        """Close the slot's current env (after a fault, so it is rebuilt on next use)."""
         if slot.env is not None:
+            slot.envs_by_task.pop(slot.env_task, None)
             with contextlib.suppress(Exception):
                 slot.env.close()
+        slot.env, slot.env_task = None, None
+
+    def _close_all_envs(self, slot: _Slot) -> None:
+        for env in slot.envs_by_task.values():
+            with contextlib.suppress(Exception):
+                env.close()
+        slot.envs_by_task.clear()
         slot.env, slot.env_task = None, None
 
     def _start_episode(self, slot: _Slot, request: EpisodeRequest, state: _RunState) -> None:
@@ -427,6 +469,17 @@ class Collector:
             self._close_env(slot)
             self.env_rebuilds += 1
         state.record(result)
+
+
+def _pop_matching(pending: collections.deque, task: str | None) -> EpisodeRequest:
+    """The first pending request for `task` (so the slot keeps its env), else the first one. Episode outcomes do
+    not depend on which slot runs them, so reordering keeps runs reproducible."""
+    if task is not None and pending[0].task != task:
+        for position, request in enumerate(pending):
+            if request.task == task:
+                del pending[position]
+                return request
+    return pending.popleft()
 
 
 def _attach_render_timer(env, render_seconds: list[float]) -> None:
