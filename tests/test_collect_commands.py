@@ -26,7 +26,7 @@ def test_collect_then_eval_commands(policy_dir, tmp_path, capsys):
     assert main(["collect", *common, f"store={store}", "round=1", "exploration_std=0.2", "writer=thread",
                  f"metrics_out={tmp_path / 'metrics.json'}"]) == 0
     metas = EpisodeStore(store).episodes()
-    assert len(metas) == 2 and {m.policy_version for m in metas} == {"round0"} and {m.round for m in metas} == {1}
+    assert len(metas) == 2 and {m.policy_version for m in metas} == {"policy0/round0"} and {m.round for m in metas} == {1}
     assert json.loads((tmp_path / "metrics.json").read_text())["written"] == 2
     out = tmp_path / "eval.json"
     assert main(["eval", *common, f"out={out}", "instruction_split=heldout"]) == 0

@@ -100,7 +100,7 @@ def evaluate(
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r}; use one of {BACKENDS}")
     version = policy_version or policy_version_of(policy)
-    if isinstance(policy, (str, os.PathLike)) and backend == "local":
+    if isinstance(policy, (str, os.PathLike)):
         policy = load_policy_from_path(policy)
     requests = evaluation_requests(tasks, episodes_per_task, seed=seed, instruction_split=instruction_split)
 

@@ -133,7 +133,8 @@ def load_policy_from_path(path: str | os.PathLike[str]):
 def policy_version_of(policy, default: str = "unknown") -> str:
     """Best available version string of a policy object or checkpoint path."""
     if isinstance(policy, (str, os.PathLike)):
-        return Path(policy).resolve().name
+        path = Path(policy).resolve()  # e.g. runs/x/round2/policy -> "round2/policy"
+        return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
     for attribute in ("policy_version", "version"):
         value = getattr(policy, attribute, None)
         if isinstance(value, str) and value:
@@ -702,21 +703,17 @@ def collect(
         raise ValueError(f"backend={backend!r}; use one of {BACKENDS}")
     if isinstance(round, bool) or not isinstance(round, int) or round < 0:
         raise ValueError(f"round={round!r} must be a non-negative int")
+    version = policy_version or policy_version_of(policy)
     if isinstance(policy, (str, os.PathLike)):
-        version = policy_version or policy_version_of(policy)
-        if backend == "local":
-            policy = load_policy_from_path(policy)
-        elif not Path(policy).exists():
-            raise FileNotFoundError(f"policy checkpoint {str(policy)!r} does not exist")
-    else:
-        version = policy_version or policy_version_of(policy)
+        # loaded here for both backends: Ray workers get its config + weights, so no shared filesystem is needed
+        policy = load_policy_from_path(policy)
     store = open_store(store, image_size=image_size)
     requests = collection_requests(tasks, episodes_per_task, seed=seed, round=round)
     todo = [r for r in requests if r.episode_id not in store]
     timer = PhaseTimer()
     start = time.perf_counter()
     with StoreSink(store, writer=writer, timer=timer) as sink:
-        if backend == "local":
+        if backend == "local" or not todo:  # nothing to do: no reason to start Ray actors
             with Collector(num_envs=num_envs, image_size=image_size, instruction_split=instruction_split,
                            exploration_std=exploration_std, max_episode_steps=max_episode_steps,
                            env_factory=env_factory, progress=progress) as collector:
