@@ -65,6 +65,28 @@ def test_killed_worker_is_recreated_and_the_run_completes(tmp_path):
     assert metrics["episodes"] == 8
 
 
+def test_ctrl_c_leaves_whole_episodes_and_a_rerun_completes(tmp_path):
+    requests = collection_requests(["reach"], 6, seed=1, round=0)
+    store = open_store(tmp_path / "store", image_size=64)
+    with RayCollector(num_workers=2, num_envs_per_worker=1, max_episode_steps=STEPS, progress=False,
+                      lease_size=2) as collector, StoreSink(store, writer="thread") as sink:
+
+        def on_episode(result):
+            sink(result)
+            if sink.written == 2:
+                raise KeyboardInterrupt  # the operator presses Ctrl-C while other episodes are in flight
+
+        with pytest.raises(KeyboardInterrupt):
+            collector.run(tiny_compact_vla(), requests, on_episode=on_episode, policy_version="v1")
+    assert len(EpisodeStore(tmp_path / "store").episodes()) == 2
+    metrics = collect(tiny_compact_vla(), ["reach"], 6, store=tmp_path / "store", round=0, seed=1, num_envs=1,
+                      max_episode_steps=STEPS, backend="ray", writer="thread", progress=False,
+                      policy_version="v1", ray_options={"num_workers": 2, "lease_size": 2})
+    assert metrics["skipped_existing"] == 2 and metrics["written"] == 4
+    ids = [m.episode_id for m in EpisodeStore(tmp_path / "store").episodes()]
+    assert sorted(ids) == sorted(r.episode_id for r in requests)
+
+
 def _observations(count: int, task: str = "push") -> list[dict]:
     from robot_si.envs import make_env
 

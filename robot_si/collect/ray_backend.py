@@ -450,8 +450,12 @@ class RayCollector:
                         for key, seconds in item["phase_s"].items():
                             worker_phase.add(key.removesuffix("_s"), seconds)
         except KeyboardInterrupt:
+            # In-flight episodes are dropped (a rerun redoes them); whatever on_episode already got stays whole.
             for generator in leases:
-                ray.cancel(generator, force=True)
+                try:
+                    ray.cancel(generator)
+                except Exception:  # noqa: BLE001 — best effort; close() kills the workers anyway
+                    pass
             bar.close()
             raise
         bar.close()
