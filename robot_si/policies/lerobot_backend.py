@@ -51,9 +51,19 @@ class LeRobotPolicyAdapter(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu", image_key_map: dict[str, str] | None = None, **config_overrides
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        device: str | torch.device = "cpu",
+        image_key_map: dict[str, str] | None = None,
+        preprocessor_overrides: dict | None = None,
+        **config_overrides,
     ) -> LeRobotPolicyAdapter:
-        """Load a local LeRobot checkpoint directory (nothing is fetched)."""
+        """Load a local LeRobot checkpoint directory (nothing is fetched).
+
+        `config_overrides` set fields of the policy config (e.g. SmolVLA's vlm_model_name=<local VLM folder>);
+        `preprocessor_overrides` go to LeRobot's processor loading (e.g. {"tokenizer_processor":
+        {"tokenizer_name": <local folder>}} when the saved pipeline names a hub tokenizer)."""
         from lerobot.configs.policies import PreTrainedConfig
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
@@ -84,7 +94,8 @@ class LeRobotPolicyAdapter(nn.Module):
             setattr(config, key, value)
         policy = get_policy_class(policy_type).from_pretrained(str(path), config=config, local_files_only=True)
         preprocessor, postprocessor = make_pre_post_processors(
-            config, pretrained_path=str(path), preprocessor_overrides={"device_processor": {"device": str(device)}}
+            config, pretrained_path=str(path),
+            preprocessor_overrides={"device_processor": {"device": str(device)}, **(preprocessor_overrides or {})},
         )
         return cls(policy.to(device).eval(), preprocessor, postprocessor, image_key_map=image_key_map)
 
