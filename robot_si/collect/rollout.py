@@ -180,8 +180,8 @@ class _Slot:
 class Collector:
     """Runs episodes in `num_envs` env copies with batched inference (see the module docstring).
 
-    Envs are built lazily per slot and kept across `run()` calls (one per slot; rebuilt when the slot's task
-    changes, or after an env fault). `env_factory(task, image_size=, instruction_split=, max_episode_steps=)`
+    Envs are built lazily and kept across `run()` calls: each slot keeps one env per task it has run (GL context
+    creation is costly) and prefers pending episodes of its current task; an env that raised is closed and rebuilt. `env_factory(task, image_size=, instruction_split=, max_episode_steps=)`
     replaces `robot_si.envs.make_env` (fault injection, other suites). Use as a context manager or call
     `close()`.
 
@@ -299,7 +299,7 @@ class Collector:
                             self._step(slot, state)
                 while state.finished:
                     yield state.finished.popleft()
-        except (KeyboardInterrupt, GeneratorExit):
+        except BaseException:  # Ctrl-C, the consumer closing the generator, a policy that keeps failing
             # In-flight episodes are dropped whole: nothing partial reaches the store; a rerun redoes them.
             state.discarded = sum(slot.request is not None for slot in self._slots)
             for slot in self._slots:
