@@ -95,7 +95,9 @@ def evaluate(policy, task: str, episodes: int, seed: int, instruction_split: str
     return {"success_rate": successes / episodes, "episodes": episodes, "mean_length": float(np.mean(lengths))}
 
 
-def behaviour_cloning(tasks: list[str], demos: int, steps: int, eval_episodes: int, work: Path, seed: int) -> dict:
+def behaviour_cloning(
+    tasks: list[str], demos: int, steps: int, eval_episodes: int, work: Path, seed: int, state_indices: list[int] | None
+) -> dict:
     from robot_si.data.demos import record_demos
     from robot_si.data.views import TrainingView
 
@@ -103,7 +105,7 @@ def behaviour_cloning(tasks: list[str], demos: int, steps: int, eval_episodes: i
     started = time.perf_counter()
     record_demos(tasks, episodes_per_task=demos, root=store, seed=seed, progress=False)
     demo_s = time.perf_counter() - started
-    config = CompactVLAConfig()
+    config = CompactVLAConfig(state_indices=state_indices)
     view = TrainingView([store], horizon=config.horizon)
     torch.manual_seed(seed)
     policy = CompactVLAPolicy(config)
@@ -118,7 +120,7 @@ def behaviour_cloning(tasks: list[str], demos: int, steps: int, eval_episodes: i
         rows.append(row)
         print(f"  {task}: {row['success_rate']:.0%} over {eval_episodes} episodes", flush=True)
     return {
-        "tasks": rows, "demo_frames": view.num_episodes and len(view), "demo_record_s": round(demo_s, 1),
+        "state_indices": state_indices, "tasks": rows, "demo_frames": view.num_episodes and len(view), "demo_record_s": round(demo_s, 1),
         "train_steps": result.steps, "train_wall_s": round(result.wall_s, 1), "train_samples_per_s": round(result.samples_per_s, 1),
         "final_loss": round(result.final_loss, 4), "feature_cache_s": round(result.feature_cache_s, 1),
     }
@@ -131,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2000, help="training steps (batch 64)")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--state-indices", type=int, nargs="*", default=[0, 1, 2, 3],
+                        help="state entries the policy sees (default: position + gripper, no velocities); none = all")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-bc", action="store_true")
     parser.add_argument("--work-dir", default=None, help="keep demos/checkpoints here (default: a temp dir)")
@@ -151,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_bc:
         print(f"behaviour cloning on {args.tasks} ...", flush=True)
         if args.work_dir:
-            results["behaviour_cloning"] = behaviour_cloning(args.tasks, args.demos, args.steps, args.eval_episodes, Path(args.work_dir), args.seed)
+            results["behaviour_cloning"] = behaviour_cloning(args.tasks, args.demos, args.steps, args.eval_episodes, Path(args.work_dir), args.seed, args.state_indices or None)
         else:
             with tempfile.TemporaryDirectory() as work:
-                results["behaviour_cloning"] = behaviour_cloning(args.tasks, args.demos, args.steps, args.eval_episodes, Path(work), args.seed)
+                results["behaviour_cloning"] = behaviour_cloning(args.tasks, args.demos, args.steps, args.eval_episodes, Path(work), args.seed, args.state_indices or None)
     results["machine"]["load_avg_end"] = list(os.getloadavg())
 
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

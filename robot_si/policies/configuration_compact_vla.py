@@ -39,6 +39,9 @@ class CompactVLAConfig:
         trainable_vision_blocks: with freeze_vision, the number of final backbone blocks left trainable (0 = none).
         image_pooling: "mean" (1280-d per camera) or "grid" (1280 x 2 x 2 at 64 px: keeps spatial layout).
         image_projection_dim: image features are projected to this size per camera.
+        state_indices: which entries of `observation.state` the policy sees (None = all). Leaving out velocities
+            ([0, 1, 2, 3] = end-effector xyz + gripper opening for robot_si envs) stops the "copycat" shortcut of
+            cloning the previous action from the current velocity, which forces the policy to use the image.
         state_hidden_dim: width of the state encoder.
         hidden_dim: width of the fused trunk.
         num_blocks: number of FiLM residual blocks in the trunk.
@@ -68,6 +71,7 @@ class CompactVLAConfig:
     trainable_vision_blocks: int = 0
     image_pooling: str = "grid"
     image_projection_dim: int = 256
+    state_indices: tuple[int, ...] | None = None
     state_hidden_dim: int = 128
     hidden_dim: int = 256
     num_blocks: int = 3
@@ -100,6 +104,15 @@ class CompactVLAConfig:
             _positive_int(name, getattr(self, name))
         if self.image_size < 32:
             raise ValueError(f"image_size must be >= 32 for EfficientNet-Lite0 (got {self.image_size})")
+        if self.state_indices is not None:
+            self.state_indices = tuple(self.state_indices)
+            if not self.state_indices or len(set(self.state_indices)) != len(self.state_indices) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.state_dim for i in self.state_indices
+            ):
+                raise ValueError(
+                    f"state_indices must be distinct ints in [0, {self.state_dim}) (got {self.state_indices!r}); "
+                    "use null to feed the whole state"
+                )
         if self.n_action_steps > self.horizon:
             raise ValueError(
                 f"n_action_steps ({self.n_action_steps}) cannot exceed horizon ({self.horizon}); lower n_action_steps "
@@ -148,6 +161,8 @@ class CompactVLAConfig:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["cameras"] = list(self.cameras)
+        if self.state_indices is not None:
+            data["state_indices"] = list(self.state_indices)
         return data
 
     @classmethod

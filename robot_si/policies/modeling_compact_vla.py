@@ -80,8 +80,9 @@ class CompactVLAPolicy(nn.Module):
             nn.Sequential(nn.LayerNorm(image_dim), nn.Linear(image_dim, config.image_projection_dim), nn.GELU())
             for _ in config.cameras
         )
+        state_inputs = config.state_dim if config.state_indices is None else len(config.state_indices)
         self.state_encoder = nn.Sequential(
-            nn.Linear(config.state_dim, config.state_hidden_dim), nn.GELU(), nn.Linear(config.state_hidden_dim, config.state_hidden_dim)
+            nn.Linear(state_inputs, config.state_hidden_dim), nn.GELU(), nn.Linear(config.state_hidden_dim, config.state_hidden_dim)
         )
         fused_dim = len(config.cameras) * config.image_projection_dim + config.state_hidden_dim
         self.input_projection = nn.Linear(fused_dim, hidden)
@@ -220,7 +221,10 @@ class CompactVLAPolicy(nn.Module):
             raise ValueError(f"{STATE_KEY} must be (B, {self.config.state_dim}); got {tuple(state.shape)}")
         per_camera = image_features.chunk(len(self.config.cameras), dim=-1)
         parts = [projection(features) for projection, features in zip(self.image_projections, per_camera, strict=True)]
-        parts.append(self.state_encoder(self.normalize_state(state)))
+        state = self.normalize_state(state)
+        if self.config.state_indices is not None:
+            state = state[:, list(self.config.state_indices)]
+        parts.append(self.state_encoder(state))
         fused = self.input_projection(torch.cat(parts, dim=-1))
         task_features = None
         if self.config.use_text:

@@ -407,7 +407,13 @@ class Trainer:
         if checkpoint is not None:
             # weights first: the normalization stats and the cached features must come from the resumed model
             state = torch.load(checkpoint / TRAINING_STATE_NAME, map_location=device, weights_only=False)
-            policy.load_state_dict(state["model"])
+            try:
+                policy.load_state_dict(state["model"])
+            except RuntimeError as error:
+                raise RuntimeError(
+                    f"cannot resume from {checkpoint}: it holds a policy of another shape ({str(error)[:300]}). "
+                    "Train into a new out directory, or pass resume=false to start over there"
+                ) from error
         self._prepare_normalization()
 
         started = time.perf_counter()
