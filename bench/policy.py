@@ -96,7 +96,8 @@ def evaluate(policy, task: str, episodes: int, seed: int, instruction_split: str
 
 
 def behaviour_cloning(
-    tasks: list[str], demos: int, steps: int, eval_episodes: int, work: Path, seed: int, state_indices: list[int] | None
+    tasks: list[str], demos: int, steps: int, eval_episodes: int, work: Path, seed: int, state_indices: list[int] | None,
+    image_pooling: str,
 ) -> dict:
     from robot_si.data.demos import record_demos
     from robot_si.data.views import TrainingView
@@ -105,7 +106,7 @@ def behaviour_cloning(
     started = time.perf_counter()
     record_demos(tasks, episodes_per_task=demos, root=store, seed=seed, progress=False)
     demo_s = time.perf_counter() - started
-    config = CompactVLAConfig(state_indices=state_indices)
+    config = CompactVLAConfig(state_indices=state_indices, image_pooling=image_pooling)
     view = TrainingView([store], horizon=config.horizon)
     torch.manual_seed(seed)
     policy = CompactVLAPolicy(config)
@@ -120,7 +121,7 @@ def behaviour_cloning(
         rows.append(row)
         print(f"  {task}: {row['success_rate']:.0%} over {eval_episodes} episodes", flush=True)
     return {
-        "state_indices": state_indices, "tasks": rows, "demo_frames": view.num_episodes and len(view), "demo_record_s": round(demo_s, 1),
+        "state_indices": state_indices, "image_pooling": image_pooling, "tasks": rows, "demo_frames": view.num_episodes and len(view), "demo_record_s": round(demo_s, 1),
         "train_steps": result.steps, "train_wall_s": round(result.wall_s, 1), "train_samples_per_s": round(result.samples_per_s, 1),
         "final_loss": round(result.final_loss, 4), "feature_cache_s": round(result.feature_cache_s, 1),
     }
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--state-indices", type=int, nargs="*", default=[0, 1, 2, 3],
                         help="state entries the policy sees (default: position + gripper, no velocities); none = all")
+    parser.add_argument("--image-pooling", default=CompactVLAConfig().image_pooling, choices=["mean", "grid", "multiscale"])
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-bc", action="store_true")
     parser.add_argument("--work-dir", default=None, help="keep demos/checkpoints here (default: a temp dir)")
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "load_avg_start": list(os.getloadavg())},
-        "policy": "CompactVLA defaults: 64 px, EfficientNet-Lite0 ImageNet frozen (grid features 2x2x1280), MiniLM "
+        "policy": "CompactVLA defaults: 64 px, EfficientNet-Lite0 ImageNet frozen (multiscale: stride-8 + stride-16 maps + pooled 1280), MiniLM "
                   "instruction FiLM, hidden 256 x 3 blocks, horizon 8, n_action_steps 4",
     }
     if not args.skip_speed:
@@ -155,10 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_bc:
         print(f"behaviour cloning on {args.tasks} ...", flush=True)
         if args.work_dir:
-            results["behaviour_cloning"] = behaviour_cloning(args.tasks, args.demos, args.steps, args.eval_episodes, Path(args.work_dir), args.seed, args.state_indices or None)
+            results["behaviour_cloning"] = behaviour_cloning(args.tasks, args.demos, args.steps, args.eval_episodes, Path(args.work_dir), args.seed, args.state_indices or None, args.image_pooling)
         else:
             with tempfile.TemporaryDirectory() as work:
-                results["behaviour_cloning"] = behaviour_cloning(args.tasks, args.demos, args.steps, args.eval_episodes, Path(work), args.seed, args.state_indices or None)
+                results["behaviour_cloning"] = behaviour_cloning(args.tasks, args.demos, args.steps, args.eval_episodes, Path(work), args.seed, args.state_indices or None, args.image_pooling)
     results["machine"]["load_avg_end"] = list(os.getloadavg())
 
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

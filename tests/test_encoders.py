@@ -20,6 +20,9 @@ def test_image_encoder_pretrained_offline_and_deterministic():
     assert not encoder.backbone.training  # frozen BatchNorm statistics stay ImageNet's
     grid = ImageEncoder(64, pooling="grid")
     assert grid(images).shape == (2, 1280 * 2 * 2)
+    multiscale = ImageEncoder(64, pooling="multiscale")  # 40x8x8 (stride 8) + 112x4x4 (stride 16) + pooled 1280
+    assert multiscale(images).shape == (2, 40 * 64 + 112 * 16 + 1280) == (2, multiscale.output_dim)
+    assert torch.allclose(multiscale(images)[:, -1280:], first, atol=1e-5)
     # ImageNet weights differ from a random init
     assert not torch.allclose(ImageEncoder(64, pretrained=False).backbone._conv_stem.weight, encoder.backbone._conv_stem.weight)
 

@@ -37,7 +37,8 @@ class CompactVLAConfig:
         pretrained_vision: load ImageNet EfficientNet-Lite0 weights (False: random init, e.g. in tests).
         freeze_vision: keep the backbone frozen (features can be precomputed once per dataset: fast CPU training).
         trainable_vision_blocks: with freeze_vision, the number of final backbone blocks left trainable (0 = none).
-        image_pooling: "mean" (1280-d per camera) or "grid" (1280 x 2 x 2 at 64 px: keeps spatial layout).
+        image_pooling: "mean" (1280-d per camera), "grid" (1280 x 2 x 2 at 64 px) or "multiscale" (flattened
+            stride-8 and stride-16 feature maps + pooled 1280: keeps where small objects are).
         image_projection_dim: image features are projected to this size per camera.
         state_indices: which entries of `observation.state` the policy sees (None = all). Leaving out velocities
             ([0, 1, 2, 3] = end-effector xyz + gripper opening for robot_si envs) stops the "copycat" shortcut of
@@ -69,7 +70,7 @@ class CompactVLAConfig:
     pretrained_vision: bool = True
     freeze_vision: bool = True
     trainable_vision_blocks: int = 0
-    image_pooling: str = "grid"
+    image_pooling: str = "multiscale"
     image_projection_dim: int = 256
     state_indices: tuple[int, ...] | None = None
     state_hidden_dim: int = 128
@@ -128,7 +129,7 @@ class CompactVLAConfig:
         if self.trainable_vision_blocks and not self.freeze_vision:
             raise ValueError("trainable_vision_blocks only applies with freeze_vision=True (unfrozen trains every block)")
         choices = {
-            "image_pooling": ("mean", "grid"),
+            "image_pooling": ("mean", "grid", "multiscale"),
             "loss": ("l1", "mse"),
             "state_normalization": ("mean_std", "none"),
             "action_normalization": ("mean_std", "min_max", "none"),

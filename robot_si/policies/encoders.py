@@ -19,6 +19,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 EFFICIENTNET_FEATURE_DIM = 1280
 MINILM_DIM = 384
+POOLINGS = ("mean", "grid", "multiscale")
 
 
 def _missing_package(package: str, what: str, error: Exception) -> ImportError:
@@ -51,8 +52,8 @@ class ImageEncoder(nn.Module):
         trainable_blocks: int = 0,
     ) -> None:
         super().__init__()
-        if pooling not in ("mean", "grid"):
-            raise ValueError(f"pooling must be 'mean' or 'grid' (got {pooling!r})")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS} (got {pooling!r})")
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
             raise ValueError(f"image_size must be an int >= 32 (got {image_size!r})")
         try:
@@ -79,7 +80,25 @@ class ImageEncoder(nn.Module):
         self.image_size = image_size
         self.pooling = pooling
         self.grid_side = -(-image_size // 32)
-        self.output_dim = EFFICIENTNET_FEATURE_DIM * (self.grid_side**2 if pooling == "grid" else 1)
+        # multiscale: the last block output at stride 8 and at stride 16 (flattened maps keep where things are)
+        # plus the globally pooled head features
+        self._tap_blocks: list[int] = []
+        if pooling == "multiscale":
+            with torch.no_grad():
+                x = backbone._swish(backbone._bn0(backbone._conv_stem(torch.zeros(1, 3, image_size, image_size))))
+                sizes = []
+                for block in backbone._blocks:
+                    x = block.eval()(x)
+                    sizes.append(tuple(x.shape[1:]))
+            tap_dims = 0
+            for stride in (8, 16):
+                side = -(-image_size // stride)
+                index = max(i for i, shape in enumerate(sizes) if shape[-1] == side)
+                self._tap_blocks.append(index)
+                tap_dims += sizes[index][0] * side * side
+            self.output_dim = tap_dims + EFFICIENTNET_FEATURE_DIM
+        else:
+            self.output_dim = EFFICIENTNET_FEATURE_DIM * (self.grid_side**2 if pooling == "grid" else 1)
         self.feature_dim = self.output_dim
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -115,10 +134,24 @@ class ImageEncoder(nn.Module):
                 f"{images.shape[-2]}x{images.shape[-1]}; resize the images or build it with image_size="
                 f"{images.shape[-1]}"
             )
+        if self.pooling == "multiscale":
+            return self._multiscale((images - self.mean) / self.std)
         features = self.backbone.extract_features((images - self.mean) / self.std)
         if self.pooling == "mean":
             return features.mean(dim=(2, 3))
         return features.flatten(1)
+
+    def _multiscale(self, x: torch.Tensor) -> torch.Tensor:
+        backbone = self.backbone
+        x = backbone._swish(backbone._bn0(backbone._conv_stem(x)))
+        taps = []
+        for index, block in enumerate(backbone._blocks):
+            rate = backbone._global_params.drop_connect_rate
+            x = block(x, drop_connect_rate=rate * index / len(backbone._blocks) if rate else None)
+            if index in self._tap_blocks:
+                taps.append(x.flatten(1))
+        head = backbone._swish(backbone._bn1(backbone._conv_head(x)))
+        return torch.cat([*taps, head.mean(dim=(2, 3))], dim=1)
 
 
 class TextEncoder:
