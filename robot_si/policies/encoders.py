@@ -84,12 +84,14 @@ class ImageEncoder(nn.Module):
         # plus the globally pooled head features
         self._tap_blocks: list[int] = []
         if pooling == "multiscale":
+            backbone.eval()  # a shape probe must not touch the BatchNorm running statistics
             with torch.no_grad():
                 x = backbone._swish(backbone._bn0(backbone._conv_stem(torch.zeros(1, 3, image_size, image_size))))
                 sizes = []
                 for block in backbone._blocks:
-                    x = block.eval()(x)
+                    x = block(x)
                     sizes.append(tuple(x.shape[1:]))
+            backbone.train()
             tap_dims = 0
             for stride in (8, 16):
                 side = -(-image_size // stride)
