@@ -15,9 +15,13 @@ import numpy as np
 from robot_si.improve.manifest import atomic_write_json
 
 
-def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    with open(run_dir / "metrics.jsonl", "a") as handle:
-        handle.write(json.dumps(record, default=float) + "\n")
+def write_metrics(run_dir: Path, rounds: list[dict[str, Any]]) -> None:
+    """One line per round, rewritten whole so a resumed run never duplicates a round."""
+    bulky = ("roc_curve", "weight_histogram")
+    lines = [json.dumps({k: v for k, v in r.items() if k not in bulky}, default=float) for r in rounds]
+    tmp = run_dir / ".metrics.jsonl.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(run_dir / "metrics.jsonl")
 
 
 def write_summary(run_dir: Path, config: dict[str, Any], rounds: list[dict[str, Any]]) -> Path:

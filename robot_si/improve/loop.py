@@ -1,0 +1,227 @@
+"""The self-improvement loop, read top to bottom.
+
+Round 0 trains the policy by behaviour cloning on scripted demos and trains the verifier. Each round
+r = 1..R is five named steps:
+
+1. collect   M autonomous episodes with the current (best) policy, with exploration noise;
+2. label     them with the learned verifier only, plus the budgeted human/oracle labels it asks for;
+3. weight    the data by the configured method (filtered_bc | awr | advantage_conditioned | no_filter);
+4. train     the policy on demos (anchor) + weighted autonomous data; retrain the verifier with the new labels;
+5. evaluate  with ground truth on held-out seeds and paraphrases (sim only) and audit the verifier.
+
+Every stage records completion in `round_XXX/manifest.json`; rerunning the same command after a crash
+continues from the last completed stage. Guards roll back a collapsing round and stop a round from training on
+data judged by a verifier that has gone bad.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from robot_si.improve import stages
+from robot_si.improve.guards import collapse_guard, verifier_guard
+from robot_si.improve.manifest import RoundManifest, atomic_write_json
+from robot_si.improve.report import write_metrics, write_report, write_summary
+
+# Which phase timer each stage's seconds count toward in summary.json.
+PHASE_OF_STAGE = {
+    "demos": "collect", "collect": "collect", "label": "label", "weight": "weight",
+    "train_policy": "train", "train_verifier": "train", "evaluate": "eval", "audit": "audit",
+}
+
+
+@dataclasses.dataclass(kw_only=True)
+class Run:
+    """Paths of one run directory (`runs/NAME/`)."""
+
+    root: Path
+    config: DictConfig
+
+    @property
+    def demo_store(self) -> Path:
+        return self.root / "store" / "demos"
+
+    @property
+    def autonomous_store(self) -> Path:
+        return self.root / "store" / "autonomous"
+
+    def round_dir(self, round_index: int) -> Path:
+        return self.root / f"round_{round_index:03d}"
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Refuse bad values before any work starts (nothing is written yet)."""
+    from robot_si.weight import WEIGHTING_METHODS, compute_weights  # noqa: F401  (fills the registry)
+
+    checks = [
+        (cfg.rounds >= 0, f"rounds must be >= 0 (got {cfg.rounds})"),
+        (cfg.demos.episodes_per_task > 0, f"demos.episodes_per_task must be > 0 (got {cfg.demos.episodes_per_task})"),
+        (cfg.collect.episodes_per_task > 0, f"collect.episodes_per_task must be > 0 (got {cfg.collect.episodes_per_task})"),
+        (cfg.eval.episodes_per_task >= 0, f"eval.episodes_per_task must be >= 0 (got {cfg.eval.episodes_per_task})"),
+        (cfg.train.steps > 0, f"train.steps must be > 0 (got {cfg.train.steps})"),
+        (0.0 <= cfg.train.demo_ratio <= 1.0, f"train.demo_ratio must be in [0, 1] (got {cfg.train.demo_ratio})"),
+        (cfg.weighting.beta > 0, f"weighting.beta must be > 0 (got {cfg.weighting.beta})"),
+        (cfg.verifier.label_budget >= 0, f"verifier.label_budget must be >= 0 (got {cfg.verifier.label_budget})"),
+        (len(cfg.tasks) > 0, "tasks must list at least one task, e.g. tasks=[reach,push]"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+    if cfg.weighting.method not in WEIGHTING_METHODS:
+        raise ValueError(f"unknown weighting.method {cfg.weighting.method!r}; choose one of {sorted(WEIGHTING_METHODS)}")
+    if cfg.weighting.method == "advantage_conditioned" and not cfg.policy.advantage_conditioning:
+        raise ValueError("weighting.method=advantage_conditioned needs policy.advantage_conditioning=true")
+    from robot_si.envs import list_tasks
+
+    unknown = [t for t in cfg.tasks if t not in list_tasks()]
+    if unknown:
+        raise ValueError(f"unknown tasks {unknown}; available: {list_tasks()}")
+
+
+def prepare_run(cfg: DictConfig) -> Run:
+    root = Path(cfg.runs_dir) / cfg.name
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    config_path = root / "config.yaml"
+    if config_path.exists():
+        previous = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
+        if not cfg.resume:
+            raise FileExistsError(f"{root} already exists; pass resume=true to continue it or choose another name=")
+        if previous != resolved:
+            changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
+            raise ValueError(
+                f"{root} was started with a different config (differs in {changed}); rerun with the same "
+                f"arguments to resume, or pick a new name= for a new run"
+            )
+    root.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, config_path, resolve=True)
+    return Run(root=root, config=cfg)
+
+
+def run_stage(manifest: RoundManifest, name: str, fn: Callable[[], dict[str, Any]], log: Callable[[str], None]) -> dict[str, Any]:
+    """Run one stage unless the manifest says it is done; record its result and seconds."""
+    if manifest.is_done(name):
+        log(f"  {name}: done earlier, skipping")
+        return manifest.result(name)
+    log(f"  {name} ...")
+    start = time.perf_counter()
+    result = fn()
+    manifest.mark_done(name, result, time.perf_counter() - start)
+    log(f"  {name}: {manifest.seconds(name):.1f}s")
+    return result
+
+
+def phase_seconds(manifest: RoundManifest) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for stage in manifest.completed:
+        phase = PHASE_OF_STAGE.get(stage, stage)
+        totals[phase] = round(totals.get(phase, 0.0) + manifest.seconds(stage), 2)
+    return totals
+
+
+def round_zero(run: Run, log) -> dict[str, Any]:
+    cfg = run.config
+    round_dir = run.round_dir(0)
+    manifest = RoundManifest(round_dir)
+    demos = run_stage(manifest, "demos", lambda: stages.record_demos(run, cfg), log)
+    run_stage(manifest, "train_policy", lambda: stages.train_policy(run, cfg, 0, label_version=None, init_from=None), log)
+    run_stage(manifest, "train_verifier", lambda: stages.train_verifier(run, cfg, 0), log)
+    evaluation = run_stage(manifest, "evaluate", lambda: stages.evaluate(run, cfg, 0, policy_round=0), log)
+    return {
+        "round": 0,
+        "policy_round": 0,
+        "episodes_collected": 0,
+        "demo_episodes": demos["episodes"],
+        **evaluation,
+        "phase_seconds": phase_seconds(manifest),
+    }
+
+
+def improvement_round(run: Run, round_index: int, policy_round: int, best_success: float | None, log) -> dict[str, Any]:
+    cfg = run.config
+    manifest = RoundManifest(run.round_dir(round_index))
+    guard_notes: list[str] = []
+
+    # 1. collect with the best policy so far
+    collected = run_stage(manifest, "collect", lambda: stages.collect(run, cfg, round_index, policy_round), log)
+    # 2. label with the learned verifier (+ budgeted human/oracle labels)
+    labelled = run_stage(manifest, "label", lambda: stages.label(run, cfg, round_index), log)
+    # the wrong-verifier guard reads only the human/oracle-labelled sample, never ground truth
+    verifier_decision = verifier_guard(
+        accepted=labelled["labelled_sample"]["detector_accepted"],
+        labels=labelled["labelled_sample"]["label"],
+        max_rate=cfg.guards.max_accepted_but_failed,
+    )
+    guard_notes.append(f"verifier guard: {verifier_decision.reason}")
+    # 3. weight
+    weighted = run_stage(
+        manifest, "weight",
+        lambda: stages.weight(run, cfg, round_index, labelled["label_version"], verified_only=verifier_decision.triggered),
+        log,
+    )
+    if weighted.get("skip_reason"):
+        guard_notes.append(weighted["skip_reason"])
+    # 4. train the policy (demo-anchored) and the verifier
+    run_stage(
+        manifest, "train_policy",
+        lambda: stages.train_policy(run, cfg, round_index, label_version=weighted["label_version"], init_from=policy_round),
+        log,
+    )
+    run_stage(manifest, "train_verifier", lambda: stages.train_verifier(run, cfg, round_index), log)
+    # 5. evaluate (ground truth, sim only) and audit the verifier that labelled this round
+    evaluation = run_stage(manifest, "evaluate", lambda: stages.evaluate(run, cfg, round_index, policy_round=round_index), log)
+    audit = run_stage(manifest, "audit", lambda: stages.audit(run, cfg, round_index, labelled["label_version"]), log)
+
+    collapse = collapse_guard(
+        success_rate=evaluation.get("success_rate_gt"), best_success_rate=best_success, max_drop=cfg.guards.max_success_drop
+    )
+    guard_notes.append(f"collapse guard: {collapse.reason}")
+    return {
+        "round": round_index,
+        "policy_round": policy_round if collapse.triggered else round_index,
+        "collapse_rollback": collapse.triggered,
+        "verifier_guard_triggered": verifier_decision.triggered,
+        "guard_notes": guard_notes,
+        **collected,
+        **{k: v for k, v in labelled.items() if k != "labelled_sample"},
+        **{k: v for k, v in weighted.items() if k != "label_version"},
+        **evaluation,
+        **audit,
+        "phase_seconds": phase_seconds(manifest),
+    }
+
+
+def run_improve(cfg: DictConfig, log: Callable[[str], None] = print) -> Path:
+    """Run (or resume) the loop; returns the run directory."""
+    validate_config(cfg)
+    run = prepare_run(cfg)
+    config_dict = OmegaConf.to_container(cfg, resolve=True)
+    log(f"robot-si improve: {run.root} (tasks {list(cfg.tasks)}, {cfg.rounds} rounds, {cfg.weighting.method})")
+
+    log("round 0: demos, behaviour cloning, verifier")
+    rounds = [round_zero(run, log)]
+    best_round, best_success = 0, rounds[0].get("success_rate_gt")
+    for round_index in range(1, cfg.rounds + 1):
+        log(f"round {round_index}: collect -> label -> weight -> train -> evaluate/audit (policy of round {best_round})")
+        summary = improvement_round(run, round_index, best_round, best_success, log)
+        rounds.append(summary)
+        if not summary["collapse_rollback"]:
+            success = summary.get("success_rate_gt")
+            if best_success is None or success is None or success >= best_success:
+                best_round, best_success = round_index, success
+        summary["best_round"] = best_round
+        write_summary(run.root, config_dict, rounds)  # readable while the run goes on
+        write_metrics(run.root, rounds)
+    write_summary(run.root, config_dict, rounds)
+    write_metrics(run.root, rounds)
+    atomic_write_json(run.root / "best.json", {"best_round": best_round, "success_rate_gt": best_success,
+                                               "policy": str(run.round_dir(best_round) / "policy")})
+    strips = stages.episode_strips(run, cfg, cfg.rounds)
+    report = write_report(run.root, config_dict, rounds, strips)
+    log(f"done: {report}  (best policy: round {best_round}, held-out success {best_success})")
+    return run.root
