@@ -57,7 +57,8 @@ class Run:
 
 def validate_config(cfg: DictConfig) -> None:
     """Refuse bad values before any work starts (nothing is written yet)."""
-    from robot_si.weight import WEIGHTING_METHODS, compute_weights  # noqa: F401  (fills the registry)
+    from robot_si.weight import advantage_conditioned, awr, filtered_bc, no_filter  # noqa: F401  (fill the registry)
+    from robot_si.weight.base import WEIGHTING_METHODS
 
     checks = [
         (cfg.rounds >= 0, f"rounds must be >= 0 (got {cfg.rounds})"),
@@ -67,7 +68,8 @@ def validate_config(cfg: DictConfig) -> None:
         (cfg.train.steps > 0, f"train.steps must be > 0 (got {cfg.train.steps})"),
         (0.0 <= cfg.train.demo_ratio <= 1.0, f"train.demo_ratio must be in [0, 1] (got {cfg.train.demo_ratio})"),
         (cfg.weighting.beta > 0, f"weighting.beta must be > 0 (got {cfg.weighting.beta})"),
-        (cfg.verifier.label_budget >= 0, f"verifier.label_budget must be >= 0 (got {cfg.verifier.label_budget})"),
+        (cfg.labeling.budget >= 0, f"labeling.budget must be >= 0 (got {cfg.labeling.budget})"),
+        (cfg.train.init_from in ("previous", "scratch"), f"train.init_from must be previous or scratch (got {cfg.train.init_from!r})"),
         (len(cfg.tasks) > 0, "tasks must list at least one task, e.g. tasks=[reach,push]"),
     ]
     for ok, message in checks:
