@@ -1,0 +1,71 @@
+"""bench/make_benchmarks_md.py: BENCHMARKS.md from a results folder (tables, "not measured yet", unknown files)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "make_benchmarks_md.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("make_benchmarks_md", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the script is being executed
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_store_results() -> dict:
+    mode = {"image_size": 64, "mode": "image", "episodes": 2, "frames_per_episode": 5,
+            "append_latency_s_median": 0.1, "append_latency_s_max": 0.2, "write_frames_per_s": 123.0,
+            "read_frames_per_s": 4567.0, "bytes_per_frame": 3000.0, "lossless": True}
+    overhead = {"image_size": 64, "episodes": 2, "frames_per_episode": 5, "env_only_s": 1.0,
+                "env_with_background_writer_s": 1.05, "final_flush_s": 0.1, "slowdown_fraction": 0.05,
+                "submit_ms_per_episode": 1.0, "writer_process_cpu_ms_per_frame": 1.0, "sim_ms_per_frame": 2.0}
+    return {"platform": {"cpus": 2, "machine": "x86_64"}, "sim_render_frames_per_s_64px": 400.0,
+            "modes": [mode], "collection_overhead": overhead}
+
+
+def test_known_results_become_a_table_and_missing_ones_say_not_measured(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "store_throughput.json").write_text(json.dumps(fake_store_results()))
+    out = tmp_path / "BENCHMARKS.md"
+
+    assert load_script().main(["--results", str(results), "--out", str(out)]) == 0
+
+    text = out.read_text()
+    assert "## Episode store throughput (`robot-si bench store`)" in text
+    assert "| 64 | image | 0.100 | 0.200 | 123 | 4,567 | 3,000 | yes |" in text
+    assert "| background writing slows collection by at most 10 % | 5.0 % slowdown | met |" in text
+    assert "- Machine: 2 CPU cores; x86_64" in text
+    # collect_throughput.json is missing: the section says so and gives the command that writes it
+    collect = text.split("## Collection throughput")[1].split("\n## ")[0]
+    assert "**Not measured yet.** Run `.venv/bin/python bench/collect_throughput.py` (= `robot-si bench collect`)" in collect
+    # regenerating gives the same text
+    load_script().main(["--results", str(results), "--out", str(tmp_path / "again.md")])
+    assert (tmp_path / "again.md").read_text() == text
+
+
+def test_unknown_and_changed_files_still_show_their_numbers(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "new_bench.json").write_text(json.dumps({"machine": {"cpus": 2}, "speed": {"steps_per_s": 42.5}}))
+    (results / "sim_throughput.json").write_text(json.dumps({"layout": "changed", "steps_per_s": 7}))
+
+    text = load_script().render_markdown(results, tmp_path)
+
+    assert "## new_bench (`bench/results/new_bench.json`)" in text
+    assert "| `speed.steps_per_s` | 42.5 |" in text
+    assert "no longer has the layout this report knows" in text and "| `steps_per_s` | 7 |" in text
+
+
+def test_robot_si_bench_lists_the_benchmarks_and_the_report(capsys):
+    from robot_si.bench_commands import main
+
+    assert main(["bench"]) == 0
+    listing = capsys.readouterr().out
+    assert "bench/collect_throughput.py" in listing and "report    bench/make_benchmarks_md.py" in listing
