@@ -257,9 +257,9 @@ def verdict_store(data: dict) -> list[Verdict]:
     slowdown = overhead["slowdown_fraction"]
     why = ""
     if overhead["writer_process_cpu_ms_per_frame"] > overhead["sim_ms_per_frame"]:
+        cpus = data.get("platform", {}).get("cpus", "?")
         why = (f" (the writer process spends {overhead['writer_process_cpu_ms_per_frame']:.2f} ms CPU per frame, "
-               f"more than the simulator's {overhead['sim_ms_per_frame']:.2f} ms, on {data.get('platform', {}).get('cpus', '?')}"
-               " shared cores)")
+               f"more than the simulator's {overhead['sim_ms_per_frame']:.2f} ms, on {cpus} shared cores)")
     return [Verdict(target="background writing slows collection by at most 10 %",
                     measured=f"{percent(slowdown, 1)} slowdown{why}", met=slowdown <= 0.10)]
 
