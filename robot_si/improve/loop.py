@@ -222,7 +222,7 @@ def run_improve(cfg: DictConfig, log: Callable[[str], None] = print) -> Path:
     write_summary(run.root, config_dict, rounds)
     write_metrics(run.root, rounds)
     atomic_write_json(run.root / "best.json", {"best_round": best_round, "success_rate_gt": best_success,
-                                               "policy": str(run.round_dir(best_round) / "policy")})
+                                               "policy": str(stages.policy_dir(run, best_round))})
     strips = stages.episode_strips(run, cfg, cfg.rounds)
     report = write_report(run.root, config_dict, rounds, strips)
     log(f"done: {report}  (best policy: round {best_round}, held-out success {best_success})")
