@@ -14,7 +14,7 @@ from robot_si.weight.base import WeightResult, register
 
 @register("awr")
 def awr(episodes, config) -> WeightResult:
-    beta = float(config.get("beta", 0.05))
+    beta = float(config.get("beta", 0.1))
     w_max = float(config.get("w_max", 20.0))
     if beta <= 0:
         raise ValueError(f"weighting.beta must be > 0 (got {beta}); typical values are 0.02-0.5 for advantages in [-1, 1]")
