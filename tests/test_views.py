@@ -64,3 +64,17 @@ def test_label_weights_min_weight_and_mix(stores):
         TrainingView([demos, auto], horizon=1, mix={"demo": 1.0})
     with pytest.raises(ValueError, match="in none of the stores"):
         TrainingView([demos], horizon=1, label_version="v0009")
+
+
+def test_episodes_with_a_collection_error_are_skipped(stores):
+    import dataclasses
+
+    _, auto = stores
+    # what the collector stores when the policy faults: the frames so far, with the error on record
+    meta = dataclasses.replace(synthetic_meta("a_err", 4, source="autonomous", round=1),
+                               error="policy returned a non-finite action (NaN/inf) at step 4")
+    auto.append_episode(synthetic_episode(4, image_size=16, seed=99), meta, audit_gt_success=False)
+    view = TrainingView([auto], horizon=2)
+    assert len(view) == 3 * 4 and view.num_episodes == 3
+    assert "a_err" not in {view[i]["episode_id"] for i in range(len(view))}
+    assert view.skipped_episodes == {"a_err": meta.error}

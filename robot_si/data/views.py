@@ -5,6 +5,9 @@ an action chunk of `horizon` steps starting at the frame (padded at the episode 
 action, flagged in `action_is_pad`), the instruction, the per-frame loss `weight` and `advantage_indicator`
 from the label set, and sampling ratios across sources or stores (`sample_weights`, `make_sampler`).
 Decoded episodes are kept in memory as uint8/float32 arrays (a few thousand 64 px frames are tens of MB).
+Episodes whose metadata records a collection error (`EpisodeMeta.error`: the policy or env faulted, so the
+frames stop mid-task or hold a placeholder action) are never training samples; they are listed in
+`skipped_episodes`.
 Computes no labels or weights itself and never reads the store's audit ground truth.
 """
 
@@ -81,10 +84,14 @@ class TrainingView(torch.utils.data.Dataset):
         self.image_keys = self.stores[0].spec.image_keys
 
         self.episodes: list[_Episode] = []
+        self.skipped_episodes: dict[str, str] = {}  # episode_id -> the collection error that excluded it
         for dataset_index, (store, version) in enumerate(zip(self.stores, versions, strict=True)):
             labels = read_label_set(store.root, version) if version else None
             for meta in store.episodes():
                 if sources is not None and meta.source not in sources:
+                    continue
+                if meta.error:
+                    self.skipped_episodes[meta.episode_id] = meta.error
                     continue
                 self.episodes.append(self._load(store, dataset_index, meta, labels))
 
