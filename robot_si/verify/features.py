@@ -26,6 +26,8 @@ from typing import Protocol
 import numpy as np
 
 IMAGE_KEY = "observation.images.front"
+EFFICIENTNET_FEATURE_DIM = 1280  # = robot_si.policies.encoders.EFFICIENTNET_FEATURE_DIM (not imported: torch-free here)
+MINILM_DIM = 384
 STATE_KEY = "observation.state"
 
 
@@ -91,43 +93,62 @@ class HashingEncoders:
 
 
 class PretrainedEncoders:
-    """The policy's frozen encoders (ImageNet EfficientNet-Lite0 -> 1280-d, offline MiniLM -> 384-d)."""
+    """The policy's frozen encoders (ImageNet EfficientNet-Lite0 -> 1280-d, offline MiniLM -> 384-d).
+
+    Both come from `robot_si.policies.encoders` (weights shipped in pip packages, nothing is downloaded). The
+    image trunk's "same" padding depends on the input side, so one `ImageEncoder` is built per image size seen;
+    the text encoder is the process-wide shared one (policies in the same process reuse its weights and cache).
+    """
 
     name = "efficientnet_lite0+minilm"
+    image_dim = EFFICIENTNET_FEATURE_DIM
+    text_dim = MINILM_DIM
 
     def __init__(self, *, batch_size: int = 128) -> None:
         try:
-            from robot_si.policies.encoders import ImageEncoder, TextEncoder
+            from robot_si.policies.encoders import shared_text_encoder
         except ImportError as error:
             raise RuntimeError(
                 f"the pretrained encoders are not importable ({error}); they live in robot_si/policies/encoders.py. "
-                "Reinstall with `bash scripts/setup.sh`, or use encoder=hashing for a weight-free smoke test"
+                "Reinstall with `pip install -e .`, or use encoder=hashing for a weight-free smoke test"
             ) from error
         import torch
 
         self._torch = torch
         self.batch_size = batch_size
-        self._image = ImageEncoder().eval()
-        self._text = TextEncoder()
-        self.image_dim = int(getattr(self._image, "output_dim", getattr(self._image, "feature_dim", 1280)))
-        self.text_dim = int(getattr(self._text, "output_dim", getattr(self._text, "feature_dim", 384)))
+        self._image_encoders: dict[int, object] = {}
+        try:
+            self._text = shared_text_encoder()
+            self._image_encoder(64)  # load the image weights now, so a missing package fails here and not mid-run
+        except ImportError as error:
+            raise RuntimeError(f"the pretrained encoders cannot be loaded: {error}") from error
+
+    def _image_encoder(self, image_size: int):
+        if image_size not in self._image_encoders:
+            from robot_si.policies.encoders import ImageEncoder
+
+            encoder = ImageEncoder(image_size, pretrained=True, pooling="mean", freeze=True).eval()
+            if encoder.output_dim != self.image_dim:
+                raise RuntimeError(f"EfficientNet-Lite0 gave {encoder.output_dim}-d features, expected {self.image_dim}")
+            self._image_encoders[image_size] = encoder
+        return self._image_encoders[image_size]
 
     def encode_images(self, images: np.ndarray) -> np.ndarray:
         images = _check_images(images)
+        if images.shape[1] != images.shape[2]:
+            raise ValueError(f"the image encoder needs square images (got {images.shape[1]}x{images.shape[2]})")
         torch = self._torch
+        encoder = self._image_encoder(int(images.shape[1]))
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
                 batch = torch.from_numpy(images[start : start + self.batch_size]).permute(0, 3, 1, 2).float() / 255.0
-                chunks.append(self._image(batch).float().cpu().numpy())
+                chunks.append(encoder(batch).float().cpu().numpy())
         return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, self.image_dim), np.float32)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         texts = _check_texts(texts)
-        torch = self._torch
-        with torch.inference_mode():
-            embedded = self._text(list(texts))
-        embedded = embedded.float().cpu().numpy() if hasattr(embedded, "cpu") else np.asarray(embedded, np.float32)
+        embedded = self._text(texts).float().cpu().numpy()
         if embedded.shape != (len(texts), self.text_dim) or not np.isfinite(embedded).all():
             raise ValueError(
                 f"the text encoder could not embed the instructions {list(texts)[:3]} (got shape {embedded.shape}); "
