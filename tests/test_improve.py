@@ -15,7 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from robot_si.config import compose
-from robot_si.data import EpisodeStore, read_label_set
+from robot_si.data import EpisodeStore, list_label_versions, read_label_set
 from robot_si.improve import stages
 from robot_si.improve.loop import Run, prepare_run, validate_config
 
@@ -61,7 +61,7 @@ def test_killed_run_resumes_without_redoing_completed_stages(smoke_run):
     final_manifest = _manifest(run_dir, 0)
     for stage in ("demos", "train_policy"):  # the records (and seconds) from before the kill are kept as they were
         assert final_manifest[stage] == killed_manifest[stage]
-    assert set(_manifest(run_dir, 1)) == {"collect", "label", "weight", "train_policy", "train_verifier", "evaluate", "audit"}
+    assert set(_manifest(run_dir, 1)) >= {"collect", "label", "weight", "train_policy", "train_verifier", "evaluate", "audit"}
     # no episode twice: demos and autonomous stores hold exactly the requested episodes
     assert len(EpisodeStore(run_dir / "store" / "demos").episodes()) == 4
     assert len(EpisodeStore(run_dir / "store" / "autonomous").episodes()) == 4
@@ -80,7 +80,10 @@ def test_smoke_run_writes_summary_metrics_report_and_checkpoints(smoke_run):
         assert set(record["success_per_task"]) == {"reach"}
         assert {"train", "eval"} <= set(record["phase_seconds"])
     last = rounds[1]
-    assert last["episodes_collected"] == 4 and last["labels_spent"] == 2
+    assert last["episodes_collected"] == 4
+    # 2 budgeted labels; when the verifier guard fired, guards.extra_labels=1 more
+    assert last["labels_spent"] == (3 if "relabel" in _manifest(run_dir, 1) else 2)
+    assert last["action_entropy"] > 0 and rounds[0]["demo_action_entropy"] > 0
     assert {"collect", "label", "weight", "train", "eval", "audit"} <= set(last["phase_seconds"])
     for key in ("detector_auc", "accepted_but_failed", "ece", "episodes_accepted"):
         assert key in last
@@ -99,7 +102,7 @@ def test_rerunning_a_finished_run_redoes_nothing(smoke_run):
     before = (run_dir / "summary.json").read_text()
     again = subprocess.run(_improve_command(run_dir.parent), capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("done earlier, skipping") == 4 + 7
+    assert again.stdout.count("done earlier, skipping") == len(_manifest(run_dir, 0)) + len(_manifest(run_dir, 1)) >= 11
     assert json.loads((run_dir / "summary.json").read_text())["rounds"] == json.loads(before)["rounds"]
 
 
@@ -130,10 +133,12 @@ def test_loop_labels_and_weights_do_not_depend_on_ground_truth(smoke_run, tmp_pa
             {e: f["weight"].tolist() for e, f in label_set.frame_labels.items()},
         )
     # no new budgeted labels: every label is the detector's, or an oracle answer carried from round 1
-    carried = {e for e, l in read_label_set(source / "store" / "autonomous", "r001-labels").episode_labels.items()
-               if l.label_source == "oracle"}
+    autonomous = source / "store" / "autonomous"
+    carried = {e for version in list_label_versions(autonomous)
+               for e, l in read_label_set(autonomous, version).episode_labels.items() if l.label_source == "oracle"}
     assert {e for e, v in results["original"][0].items() if v[2] != "detector"} == carried
-    assert len(carried) == 2 and len(results["original"][0]) == 4
+    # success_prob (the detector's output) and the progress-model fields exist for every episode, carried or not
+    assert len(carried) >= 2 and len(results["original"][0]) == 4
     assert results["without_truth"] == results["original"]
     assert results["flipped"] == results["original"]
 

@@ -50,3 +50,34 @@ def verifier_guard(*, accepted: list[bool], labels: list[bool], max_rate: float)
             f"(max_accepted_but_failed={max_rate:.0%}): training on demos and human-verified episodes only",
         )
     return GuardDecision(triggered=False, reason=f"accepted-but-failed {rate:.0%} on {count} labelled episodes")
+
+
+def action_diversity(actions: list, *, bins: int = 8) -> dict[str, float | None]:
+    """How varied a set of episodes' actions are: mean per-dimension std, and the entropy (bits) of the
+    actions binned per dimension (mean over dimensions). Collapse shows up as both shrinking round over round."""
+    import numpy as np
+
+    frames = [np.asarray(a, dtype=np.float64) for a in actions if len(a)]
+    if not frames:
+        return {"action_std": None, "action_entropy": None}
+    stacked = np.concatenate(frames)
+    entropies = []
+    for column in stacked.T:
+        counts, _ = np.histogram(np.clip(column, -1.0, 1.0), bins=bins, range=(-1.0, 1.0))
+        p = counts[counts > 0] / counts.sum()
+        entropies.append(float(-(p * np.log2(p)).sum()))
+    return {"action_std": float(stacked.std(axis=0).mean()), "action_entropy": float(np.mean(entropies))}
+
+
+def diversity_guard(*, entropy: float | None, reference_entropy: float | None, min_ratio: float) -> GuardDecision:
+    """Warn (the report says so) when the collected actions' entropy falls below `min_ratio` of the demos'."""
+    if entropy is None or reference_entropy is None or reference_entropy <= 0:
+        return GuardDecision(triggered=False, reason="no action entropy to compare; diversity guard inactive")
+    ratio = entropy / reference_entropy
+    if ratio < min_ratio:
+        return GuardDecision(
+            triggered=True,
+            reason=f"action entropy {entropy:.2f} bits is {ratio:.0%} of the demos' {reference_entropy:.2f} "
+            f"(< min_diversity_ratio={min_ratio:.0%}): the policy's behaviour is narrowing (possible collapse)",
+        )
+    return GuardDecision(triggered=False, reason=f"action entropy {entropy:.2f} bits ({ratio:.0%} of the demos')")

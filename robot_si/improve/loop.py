@@ -25,14 +25,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from robot_si.improve import stages
-from robot_si.improve.guards import collapse_guard, verifier_guard
+from robot_si.improve.guards import collapse_guard, diversity_guard, verifier_guard
 from robot_si.improve.manifest import RoundManifest, atomic_write_json
 from robot_si.improve.report import write_metrics, write_report, write_summary
 
 # Which phase timer each stage's seconds count toward in summary.json.
 PHASE_OF_STAGE = {
     "demos": "collect", "collect": "collect", "label": "label", "weight": "weight",
-    "train_policy": "train", "train_verifier": "train", "evaluate": "eval", "audit": "audit",
+    "train_policy": "train", "train_verifier": "train", "evaluate": "eval", "audit": "audit", "relabel": "label",
 }
 
 
@@ -139,18 +139,23 @@ def round_zero(run: Run, log) -> dict[str, Any]:
         "policy_round": 0,
         "episodes_collected": 0,
         "demo_episodes": demos["episodes"],
+        "demo_action_entropy": demos.get("demo_action_entropy"),
         **evaluation,
         "phase_seconds": phase_seconds(manifest),
     }
 
 
-def improvement_round(run: Run, round_index: int, policy_round: int, best_success: float | None, log) -> dict[str, Any]:
+def improvement_round(run: Run, round_index: int, policy_round: int, best_success: float | None,
+                      demo_entropy: float | None, log) -> dict[str, Any]:
     cfg = run.config
     manifest = RoundManifest(run.round_dir(round_index))
     guard_notes: list[str] = []
 
     # 1. collect with the best policy so far
     collected = run_stage(manifest, "collect", lambda: stages.collect(run, cfg, round_index, policy_round), log)
+    diversity = diversity_guard(entropy=collected.get("action_entropy"), reference_entropy=demo_entropy,
+                                min_ratio=cfg.guards.min_diversity_ratio)
+    guard_notes.append(f"diversity guard: {diversity.reason}")
     # 2. label with the learned verifier (+ budgeted human/oracle labels)
     labelled = run_stage(manifest, "label", lambda: stages.label(run, cfg, round_index), log)
     # the wrong-verifier guard reads only the human/oracle-labelled sample, never ground truth
@@ -159,6 +164,21 @@ def improvement_round(run: Run, round_index: int, policy_round: int, best_succes
         labels=labelled["labelled_sample"]["label"],
         max_rate=cfg.guards.max_accepted_but_failed,
     )
+    if verifier_decision.triggered and cfg.guards.extra_labels > 0 and cfg.labeling.source != "none":
+        # ask for more labels where the verifier is unsure, relabel, and judge the verifier on the larger sample
+        guard_notes.append(f"verifier guard: {verifier_decision.reason}; asking {cfg.guards.extra_labels} more labels")
+        labelled = run_stage(
+            manifest, "relabel",
+            lambda: stages.label(run, cfg, round_index, budget=int(cfg.guards.extra_labels), suffix="-more"),
+            log,
+        )
+        first = manifest.result("label")
+        labelled = {**labelled, "labels_spent": first["labels_spent"] + labelled["labels_spent"]}
+        sample = {key: first["labelled_sample"][key] + labelled["labelled_sample"][key]
+                  for key in ("detector_accepted", "label")}  # same detector, both budgeted samples
+        verifier_decision = verifier_guard(
+            accepted=sample["detector_accepted"], labels=sample["label"], max_rate=cfg.guards.max_accepted_but_failed,
+        )
     guard_notes.append(f"verifier guard: {verifier_decision.reason}")
     # 3. weight
     weighted = run_stage(
@@ -188,6 +208,7 @@ def improvement_round(run: Run, round_index: int, policy_round: int, best_succes
         "policy_round": policy_round if collapse.triggered else round_index,
         "collapse_rollback": collapse.triggered,
         "verifier_guard_triggered": verifier_decision.triggered,
+        "diversity_guard_triggered": diversity.triggered,
         "guard_notes": guard_notes,
         **collected,
         **{k: v for k, v in labelled.items() if k != "labelled_sample"},
@@ -210,7 +231,8 @@ def run_improve(cfg: DictConfig, log: Callable[[str], None] = print) -> Path:
     best_round, best_success = 0, rounds[0].get("success_rate_gt")
     for round_index in range(1, cfg.rounds + 1):
         log(f"round {round_index}: collect -> label -> weight -> train -> evaluate/audit (policy of round {best_round})")
-        summary = improvement_round(run, round_index, best_round, best_success, log)
+        summary = improvement_round(run, round_index, best_round, best_success,
+                                    rounds[0].get("demo_action_entropy"), log)
         rounds.append(summary)
         if not summary["collapse_rollback"]:
             success = summary.get("success_rate_gt")

@@ -121,8 +121,8 @@ def write_report(run_dir: Path, config: dict[str, Any], rounds: list[dict[str, A
         f"Tasks: {', '.join(config.get('tasks', []))}; rounds: {config.get('rounds')}; "
         f"weighting: {config.get('weighting', {}).get('method')}.",
         "",
-        "| round | held-out success (GT) | 95% CI | detector AUC | accepted-but-failed | ECE | collected | accepted | labels spent | policy kept | seconds |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| round | held-out success (GT) | 95% CI | detector AUC | accepted-but-failed | ECE | collected | accepted | labels spent | action entropy (bits) | policy kept | seconds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
 
     def fmt(value, spec=".2f"):
@@ -135,6 +135,7 @@ def write_report(run_dir: Path, config: dict[str, Any], rounds: list[dict[str, A
             f"{fmt(ci[0], '.0%')}–{fmt(ci[1], '.0%')} | {fmt(r.get('detector_auc'))} | "
             f"{fmt(r.get('accepted_but_failed'), '.1%')} | {fmt(r.get('ece'), '.3f')} | "
             f"{r.get('episodes_collected', 0)} | {r.get('episodes_accepted', 0)} | {r.get('labels_spent', 0)} | "
+            f"{fmt(r.get('action_entropy', r.get('demo_action_entropy')))} | "
             f"round {r.get('policy_round', r['round'])} | {sum(r.get('phase_seconds', {}).values()):.0f} |"
         )
     lines.append("")

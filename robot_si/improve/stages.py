@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from robot_si.improve.guards import action_diversity
+
 if TYPE_CHECKING:
     from robot_si.improve.loop import Run
 
@@ -54,9 +56,12 @@ def record_demos(run: Run, cfg: DictConfig) -> dict[str, Any]:
 
     metas = record(
         list(cfg.tasks), episodes_per_task=int(cfg.demos.episodes_per_task), root=run.demo_store,
-        noise=float(cfg.demos.noise), seed=int(cfg.seed), image_size=int(cfg.image_size),
+        noise=float(cfg.demos.noise), seed=int(cfg.seed), image_size=int(cfg.image_size), progress=bool(cfg.progress),
     )
-    return {"episodes": len(metas), "frames": int(sum(m.num_frames for m in metas))}
+    store = _open(run.demo_store)
+    diversity = action_diversity([store.load_episode(m.episode_id)["action"] for m in metas])
+    return {"episodes": len(metas), "frames": int(sum(m.num_frames for m in metas)),
+            **{f"demo_{k}": v for k, v in diversity.items()}}
 
 
 # ── policy ───────────────────────────────────────────────────────────────────────────────────────────────
@@ -168,8 +173,11 @@ def collect(run: Run, cfg: DictConfig, round_index: int, policy_round: int) -> d
         exploration_std=float(cfg.collect.exploration_std), image_size=int(cfg.image_size),
         instruction_split="train", progress=bool(cfg.progress),
     )
-    stored = _open(run.autonomous_store).episodes(round=round_index)
+    store = _open(run.autonomous_store)
+    stored = store.episodes(round=round_index)
+    diversity = action_diversity([store.load_episode(m.episode_id)["action"] for m in stored if m.num_frames])
     return {
+        **diversity,
         "episodes_collected": len(stored),
         "collect_errors": int(metrics.get("episodes_with_error", 0)),
         "collect_steps_per_s": metrics.get("env_steps_per_s"),
@@ -177,16 +185,19 @@ def collect(run: Run, cfg: DictConfig, round_index: int, policy_round: int) -> d
     }
 
 
-def label(run: Run, cfg: DictConfig, round_index: int) -> dict[str, Any]:
-    """Label every autonomous episode with the latest verifier; spend this round's budget on its unsure ones."""
+def label(run: Run, cfg: DictConfig, round_index: int, *, budget: int | None = None, suffix: str = "") -> dict[str, Any]:
+    """Label every autonomous episode with the latest verifier; spend this round's budget on its unsure ones.
+
+    `budget` (default `labeling.budget`) and `suffix` serve the wrong-verifier guard's second pass, which asks
+    for more labels and relabels (labels already given are carried over, never asked twice)."""
     from robot_si.verify.labeler import label_store, labelling_summary
     from robot_si.verify.labeling import make_label_source
 
     detector, progress = _load_verifier(run, round_index - 1)
     labeling = cfg.labeling
-    source = make_label_source(labeling.source, budget=int(labeling.budget),
+    source = make_label_source(labeling.source, budget=int(labeling.budget if budget is None else budget),
                                media_dir=run.round_dir(round_index) / "label_media")
-    version = f"r{round_index:03d}-labels"
+    version = f"r{round_index:03d}-labels{suffix}"
     store = _open(run.autonomous_store)
     from robot_si.data.labels import list_label_versions
 
