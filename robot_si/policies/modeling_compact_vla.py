@@ -4,10 +4,10 @@ Owns the network and the LeRobot-shaped policy API (`reset`, `select_action`, `p
 `forward(batch, reduction=...)`, `save_pretrained`, `from_pretrained`) plus the input/output normalization that
 is saved inside the checkpoint (so a checkpoint is self-describing).
 
-Network: per camera EfficientNet-Lite0 features (frozen by default) -> LayerNorm + linear projection; state ->
-MLP; both concatenated and projected to the trunk width; the instruction's MiniLM embedding (and, with
-advantage conditioning, a good/bad/unconditioned token embedding) modulates every residual trunk block by FiLM;
-a linear head regresses the normalized action chunk (horizon, action_dim).
+Network: per camera EfficientNet-Lite0 features (frozen by default) -> LayerNorm + linear projection, plus (with
+`keypoints`) instruction-conditioned spatial-softmax keypoints of each feature map; state -> MLP; all concatenated
+and projected to the trunk width; the instruction's MiniLM embedding (and, with advantage conditioning, a
+good/bad/unconditioned token embedding) modulates every residual trunk block by FiLM; a linear head regresses the normalized action chunk (horizon, action_dim).
 
 Knows nothing of environments, stores or training loops: the trainer (robot_si.train) feeds it batches.
 """
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robot_si.policies.configuration_compact_vla import CONFIG_NAME, POLICY_TYPE, CompactVLAConfig
+from robot_si.policies.configuration_compact_vla import CONFIG_NAME, LEGACY_FIELD_VALUES, POLICY_TYPE, CompactVLAConfig
 from robot_si.policies.encoders import MINILM_DIM, ImageEncoder, TextEncoder, shared_text_encoder
 
 WEIGHTS_NAME = "model.safetensors"
@@ -54,6 +54,37 @@ class FiLMBlock(nn.Module):
         return x + self.mlp(self.norm(x) * (1 + scale) + shift)
 
 
+class SpatialKeypoints(nn.Module):
+    """Instruction-conditioned spatial softmax over one feature map (B, C, H, W) -> (B, 2 * K) keypoint coordinates.
+
+    Each of the K keypoints scores every cell with a 1x1-conv MLP whose hidden layer is FiLM-modulated by the
+    conditioning vector (so "the red ball" and "the blue ball" light up different cells), and returns the
+    softmax-weighted mean (x, y) of the cell centres in [-1, 1]. The same weights apply at every cell, so what is
+    learned at one place of the table transfers to every other place.
+    """
+
+    def __init__(self, channels: int, height: int, width: int, num_keypoints: int, hidden_dim: int, cond_dim: int) -> None:
+        super().__init__()
+        self.shape = (channels, height, width)
+        self.norm = nn.GroupNorm(1, channels)
+        self.inner = nn.Conv2d(channels, hidden_dim, 1)
+        self.film = nn.Linear(cond_dim, 2 * hidden_dim)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        self.score = nn.Conv2d(hidden_dim, num_keypoints, 1)
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1), persistent=False)  # (HW, 2)
+        self.output_dim = 2 * num_keypoints
+
+    def forward(self, flat_map: Tensor, cond: Tensor) -> Tensor:
+        x = self.norm(flat_map.view(-1, *self.shape))
+        scale, shift = self.film(cond).chunk(2, dim=-1)
+        hidden = F.gelu(self.inner(x) * (1 + scale[..., None, None]) + shift[..., None, None])
+        logits = self.score(hidden).flatten(2) / self.log_temperature.exp()  # (B, K, HW)
+        return (logits.softmax(dim=-1) @ self.grid).flatten(1)  # (B, 2K)
+
+
 class CompactVLAPolicy(nn.Module):
     """See the module docstring. Build with a `CompactVLAConfig`; set normalization stats before use
     (`set_normalization_stats`, done by the trainer from the training data)."""
@@ -72,19 +103,30 @@ class CompactVLAPolicy(nn.Module):
             pooling=config.image_pooling,
             freeze=config.freeze_vision,
             trainable_blocks=config.trainable_vision_blocks,
+            map_strides=config.feature_map_strides,
+            pixel_stride=config.pixel_map_stride,
         )
         self._text_encoder = text_encoder  # not a submodule: frozen, shared, never saved in checkpoints
-        image_dim = self.image_encoder.output_dim
         hidden = config.hidden_dim
+        map_shapes = self.image_encoder.map_shapes
+        image_dim = self.image_encoder.output_dim
+        if map_shapes and not config.flat_map_features:
+            image_dim -= sum(c * h * w for c, h, w in map_shapes)  # only the pooled features are projected
+        self.keypoint_heads = nn.ModuleList(
+            SpatialKeypoints(*shape, config.keypoints, config.keypoint_hidden_dim, hidden)
+            for _ in config.cameras for shape in (map_shapes if config.keypoints else [])
+        )
+        keypoint_dim = sum(head.output_dim for head in self.keypoint_heads) // len(config.cameras)
         self.image_projections = nn.ModuleList(
-            nn.Sequential(nn.LayerNorm(image_dim), nn.Linear(image_dim, config.image_projection_dim), nn.GELU())
-            for _ in config.cameras
+            nn.Sequential(
+                nn.LayerNorm(image_dim), nn.Linear(image_dim, config.image_projection_dim), nn.GELU()
+            ) for _ in config.cameras
         )
         state_inputs = config.state_dim if config.state_indices is None else len(config.state_indices)
         self.state_encoder = nn.Sequential(
             nn.Linear(state_inputs, config.state_hidden_dim), nn.GELU(), nn.Linear(config.state_hidden_dim, config.state_hidden_dim)
         )
-        fused_dim = len(config.cameras) * config.image_projection_dim + config.state_hidden_dim
+        fused_dim = len(config.cameras) * (config.image_projection_dim + keypoint_dim) + config.state_hidden_dim
         self.input_projection = nn.Linear(fused_dim, hidden)
         self.text_projection = nn.Sequential(nn.Linear(MINILM_DIM, hidden), nn.GELU()) if config.use_text else None
         self.advantage_embedding = nn.Embedding(3, hidden) if config.advantage_conditioning else None
@@ -219,13 +261,6 @@ class CompactVLAPolicy(nn.Module):
         state = batch[STATE_KEY].to(self.device, torch.float32)
         if state.ndim != 2 or state.shape[1] != self.config.state_dim:
             raise ValueError(f"{STATE_KEY} must be (B, {self.config.state_dim}); got {tuple(state.shape)}")
-        per_camera = image_features.chunk(len(self.config.cameras), dim=-1)
-        parts = [projection(features) for projection, features in zip(self.image_projections, per_camera, strict=True)]
-        state = self.normalize_state(state)
-        if self.config.state_indices is not None:
-            state = state[:, list(self.config.state_indices)]
-        parts.append(self.state_encoder(state))
-        fused = self.input_projection(torch.cat(parts, dim=-1))
         task_features = None
         if self.config.use_text:
             if TASK_FEATURES_KEY in batch:
@@ -236,7 +271,35 @@ class CompactVLAPolicy(nn.Module):
                 tasks = batch["task"]
                 tasks = [tasks] * len(state) if isinstance(tasks, str) else list(tasks)
                 task_features = self.encode_tasks(tasks)
+        parts = self._image_parts(image_features, task_features)
+        state = self.normalize_state(state)
+        if self.config.state_indices is not None:
+            state = state[:, list(self.config.state_indices)]
+        parts.append(self.state_encoder(state))
+        fused = self.input_projection(torch.cat(parts, dim=-1))
         return fused, task_features
+
+    def _image_parts(self, image_features: Tensor, task_features: Tensor | None) -> list[Tensor]:
+        """Per camera: the projected image features, then (with keypoints) each feature map's keypoint coordinates."""
+        map_sizes = [c * h * w for c, h, w in self.image_encoder.map_shapes]
+        split_maps = bool(map_sizes) and (self.config.keypoints or not self.config.flat_map_features)
+        cond = None
+        if self.config.keypoints:
+            cond = (self.text_projection(task_features) if task_features is not None
+                    else image_features.new_zeros(len(image_features), self.config.hidden_dim))
+        heads_per_camera = len(self.keypoint_heads) // len(self.config.cameras)
+        parts = []
+        for camera, (projection, features) in enumerate(
+            zip(self.image_projections, image_features.chunk(len(self.config.cameras), dim=-1), strict=True)
+        ):
+            if not split_maps:
+                parts.append(projection(features))
+                continue
+            *maps, pooled = features.split([*map_sizes, features.shape[-1] - sum(map_sizes)], dim=-1)
+            parts.append(projection(features if self.config.flat_map_features else pooled))
+            heads = self.keypoint_heads[camera * heads_per_camera:(camera + 1) * heads_per_camera]
+            parts.extend(head(feature_map, cond) for head, feature_map in zip(heads, maps, strict=True))
+        return parts
 
     def _head(self, fused: Tensor, task_features: Tensor | None, advantage_tokens: Tensor | None) -> Tensor:
         cond = torch.zeros_like(fused)
@@ -362,6 +425,7 @@ class CompactVLAPolicy(nn.Module):
         from safetensors.torch import load_file
 
         config = read_policy_config(directory, expected_type=POLICY_TYPE)
+        config = {**LEGACY_FIELD_VALUES, **config}  # a checkpoint saved before a field existed was built without it
         config = CompactVLAConfig.from_dict({**config, **overrides})
         saved_pretrained = config.pretrained_vision
         config.pretrained_vision = False  # the checkpoint holds the backbone weights; skip loading ImageNet's
