@@ -29,3 +29,27 @@ def test_records_n_per_task_and_resumes(tmp_path):
     assert set(shards_before) <= {p.name for p in EpisodeStore(root).shard_paths}
     with pytest.raises(ValueError, match="unknown tasks"):
         record_demos(["fly"], episodes_per_task=1, root=root, progress=False)
+
+
+def test_dart_demos_store_clean_expert_actions_from_perturbed_states(tmp_path):
+    import numpy as np
+
+    from robot_si.envs import make_env
+    from robot_si.envs.experts import make_expert
+
+    root = tmp_path / "demos"
+    (clean,) = record_demos(["reach"], episodes_per_task=1, root=root, progress=False)
+    (dart,) = record_demos(["reach"], episodes_per_task=1, root=root, action_noise=0.5, progress=False)
+    assert dart.episode_id != clean.episode_id and "dart0.5" in dart.episode_id and len(EpisodeStore(root)) == 2
+    frames = EpisodeStore(root).load_episode(dart.episode_id)
+    # the first stored action is the clean expert's action at the reset state; later states leave the clean path
+    # because the executed actions were perturbed
+    env = make_env("reach", image_size=64)
+    env.reset(seed=dart.seed)
+    assert np.allclose(frames["action"][0], make_expert("reach", noise=0.0, seed=dart.seed).act(env), atol=1e-6)
+    env.close()
+    clean_states = EpisodeStore(root).load_episode(clean.episode_id)["observation.state"]
+    steps = min(len(clean_states), len(frames["observation.state"]))
+    assert not np.allclose(clean_states[1:steps, :3], frames["observation.state"][1:steps, :3], atol=1e-3)
+    with pytest.raises(ValueError, match="action_noise"):
+        record_demos(["reach"], episodes_per_task=1, root=root, action_noise=2.0, progress=False)

@@ -3,7 +3,12 @@
 Owns the demo recording loop only: reset env and expert with a seed, step until the env terminates or
 truncates, and hand each finished episode to the store's background writer (so rendering the next episode
 overlaps writing the last). The env's `info["is_success"]` goes only into the store's audit field.
-Episode ids are derived from task, noise and seed, so rerunning the same call skips what is stored.
+Episode ids are derived from task, noise, action noise and seed, so rerunning the same call skips what is stored.
+
+`action_noise` records DART-style demos (Laskey et al. 2017): the env executes the expert's action plus Gaussian
+noise, but the stored action is the expert's clean action at the state it actually reached. The episodes then
+show states off the expert's path together with how the expert gets back, which is what a cloned policy needs
+when its own small errors take it there.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from robot_si.data.store import ACTION_KEY, IMAGE_PREFIX, STATE_KEY, EpisodeStor
 EXPERT_POLICY_VERSION = "scripted-expert"
 
 
-def demo_episode_id(task: str, *, noise: float, seed: int) -> str:
-    return f"demo-{task}-noise{noise:g}-seed{seed}"
+def demo_episode_id(task: str, *, noise: float, seed: int, action_noise: float = 0.0) -> str:
+    dart = f"-dart{action_noise:g}" if action_noise else ""
+    return f"demo-{task}-noise{noise:g}{dart}-seed{seed}"
 
 
 def record_demos(
@@ -35,10 +41,14 @@ def record_demos(
     round: int = 0,
     cameras: Sequence[str] = ("front",),
     progress: bool = True,
+    action_noise: float = 0.0,
 ) -> list[EpisodeMeta]:
     """Record `episodes_per_task` expert episodes per task (env/expert seed = seed + i); returns their metadata.
 
-    Episodes already in the store (same task, noise and seed) are skipped and returned as stored.
+    `noise` degrades the expert itself (robot_si.envs.experts: what it does and what is stored). `action_noise`
+    (std, in action units) perturbs only what the env executes; the stored action stays the expert's clean one
+    (DART). Episodes already in the store (same task, noise, action noise and seed) are skipped and returned as
+    stored.
     """
     from robot_si.envs import ACTION_DIM, STATE_DIM, list_tasks, make_env
     from robot_si.envs.experts import make_expert
@@ -52,6 +62,8 @@ def record_demos(
         raise ValueError(f"unknown tasks {unknown}; known tasks: {list_tasks()}")
     if isinstance(episodes_per_task, bool) or not isinstance(episodes_per_task, int) or episodes_per_task < 1:
         raise ValueError(f"episodes_per_task must be a positive int (got {episodes_per_task!r})")
+    if isinstance(action_noise, bool) or not isinstance(action_noise, (int, float)) or not 0.0 <= action_noise <= 1.0:
+        raise ValueError(f"action_noise must be a number in [0, 1] (got {action_noise!r}); 0 records clean demos")
 
     fps = None
     store: EpisodeStore | None = None
@@ -64,15 +76,18 @@ def record_demos(
         store = EpisodeStore.open_or_create(
             root, fps=fps, image_size=image_size, cameras=tuple(cameras), state_dim=STATE_DIM, action_dim=ACTION_DIM
         )
-        todo = [(task, s) for task, s in requested if demo_episode_id(task, noise=noise, seed=s) not in store]
+        def episode_id(task: str, episode_seed: int) -> str:
+            return demo_episode_id(task, noise=noise, seed=episode_seed, action_noise=action_noise)
+
+        todo = [(task, s) for task, s in requested if episode_id(task, s) not in store]
         bar = tqdm(total=len(requested), initial=len(requested) - len(todo), desc="demos", unit="ep", disable=not progress)
         with store.writer() as writer:
             for task, episode_seed in todo:
                 env = envs[task]
                 frames, meta, success = _run_expert_episode(
                     env, make_expert(task, noise=noise, seed=episode_seed), task=task, seed=episode_seed,
-                    episode_id=demo_episode_id(task, noise=noise, seed=episode_seed), round=round,
-                    image_keys=[IMAGE_PREFIX + c for c in cameras],
+                    episode_id=episode_id(task, episode_seed), round=round,
+                    image_keys=[IMAGE_PREFIX + c for c in cameras], action_noise=float(action_noise),
                 )
                 # the bar counts committed (durable) episodes, not merely recorded ones
                 writer.submit(frames, meta, audit_gt_success=success).add_done_callback(lambda _: bar.update(1))
@@ -81,12 +96,15 @@ def record_demos(
         for env in envs.values():
             env.close()
     by_id = {m.episode_id: m for m in store.episodes(source="demo")}
-    return [by_id[demo_episode_id(task, noise=noise, seed=s)] for task, s in requested]
+    return [by_id[demo_episode_id(task, noise=noise, seed=s, action_noise=action_noise)] for task, s in requested]
 
 
-def _run_expert_episode(env, expert, *, task: str, seed: int, episode_id: str, round: int, image_keys: list[str]):
+def _run_expert_episode(env, expert, *, task: str, seed: int, episode_id: str, round: int, image_keys: list[str],
+                        action_noise: float = 0.0):
     observation, info = env.reset(seed=seed)
     expert.reset()
+    # its own generator: the perturbations do not change the env's or the expert's random streams
+    perturbation_rng = np.random.default_rng([seed, 0xDA127])
     images: dict[str, list[np.ndarray]] = {key: [] for key in image_keys}
     states, actions = [], []
     success = bool(info.get("is_success", False))
@@ -96,7 +114,11 @@ def _run_expert_episode(env, expert, *, task: str, seed: int, episode_id: str, r
             images[key].append(observation[key])
         states.append(observation[STATE_KEY])
         actions.append(action)
-        observation, _, terminated, truncated, info = env.step(action)
+        executed = action
+        if action_noise > 0:
+            executed = action.copy()
+            executed[:3] = np.clip(action[:3] + perturbation_rng.normal(0.0, action_noise, 3), -1.0, 1.0)
+        observation, _, terminated, truncated, info = env.step(executed)
         success = bool(info["is_success"])
         if terminated or truncated:
             break
