@@ -169,8 +169,9 @@ def test_observations_to_batch_and_text_conditioning():
 
 
 def test_keypoint_head_trains_and_round_trips(tmp_path):
-    policy, batch = _ready(keypoints=4, flat_map_features=False, feature_map_strides=(4, 8))
-    assert [shape[1:] for shape in policy.image_encoder.map_shapes] == [(8, 8), (4, 4)]  # 32 px: strides 4 and 8
+    policy, batch = _ready(keypoints=4, flat_map_features=False, feature_map_strides=(4, 8), pixel_map_stride=2)
+    # 32 px: pixels pooled by 2, then the stride-4 and stride-8 backbone maps
+    assert policy.image_encoder.map_shapes == [(3, 16, 16), (24, 8, 8), (40, 4, 4)]
     loss, _ = policy(batch)
     loss.backward()
     assert all(head.score.weight.grad is not None and head.score.weight.grad.abs().sum() > 0 for head in policy.keypoint_heads)
@@ -180,18 +181,18 @@ def test_keypoint_head_trains_and_round_trips(tmp_path):
     assert loaded.config.keypoints == 4 and loaded.config.feature_map_strides == (4, 8)
     assert torch.equal(loaded.predict_action_chunk(batch), policy.predict_action_chunk(batch))
     with pytest.raises(ValueError, match="keypoints=4 needs image_pooling='multiscale'"):
-        CompactVLAConfig(keypoints=4, image_pooling="mean")
+        CompactVLAConfig(keypoints=4, pixel_map_stride=0, image_pooling="mean")
     with pytest.raises(ValueError, match="feature_map_strides"):
         CompactVLAConfig(feature_map_strides=(3,))
 
 
 def test_checkpoint_saved_before_keypoints_existed_still_loads(tmp_path):
-    policy, batch = _ready(keypoints=0, flat_map_features=True, feature_map_strides=(8, 16))
+    policy, batch = _ready(keypoints=0, flat_map_features=True, feature_map_strides=(8, 16), pixel_map_stride=0)
     policy.eval()
     policy.save_pretrained(tmp_path / "old")
     config_path = tmp_path / "old" / "config.json"
     config = json.loads(config_path.read_text())
-    for name in ("keypoints", "keypoint_hidden_dim", "flat_map_features", "feature_map_strides"):
+    for name in ("keypoints", "keypoint_hidden_dim", "flat_map_features", "feature_map_strides", "pixel_map_stride"):
         del config[name]  # what a checkpoint from before these fields holds
     config_path.write_text(json.dumps(config))
     loaded = CompactVLAPolicy.from_pretrained(tmp_path / "old")

@@ -89,10 +89,10 @@ class CompactVLAConfig:
     trainable_vision_blocks: int = 0
     image_pooling: str = "multiscale"
     feature_map_strides: tuple[int, ...] = (8, 16)
-    pixel_map_stride: int = 0
-    keypoints: int = 0
+    pixel_map_stride: int = 2
+    keypoints: int = 16
     keypoint_hidden_dim: int = 64
-    flat_map_features: bool = True
+    flat_map_features: bool = False
     image_projection_dim: int = 256
     state_indices: tuple[int, ...] | None = None
     state_hidden_dim: int = 128

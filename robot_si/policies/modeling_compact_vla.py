@@ -67,11 +67,13 @@ class SpatialKeypoints(nn.Module):
         super().__init__()
         self.shape = (channels, height, width)
         self.norm = nn.GroupNorm(1, channels)
-        self.inner = nn.Conv2d(channels, hidden_dim, 1)
+        self.inner = nn.Conv2d(channels, hidden_dim, 1, bias=False)  # the FiLM shift is the bias
         self.film = nn.Linear(cond_dim, 2 * hidden_dim)
         nn.init.zeros_(self.film.weight)
         nn.init.zeros_(self.film.bias)
-        self.score = nn.Conv2d(hidden_dim, num_keypoints, 1)
+        # no bias: a constant per keypoint cancels in the softmax, so its gradient is pure rounding noise that Adam
+        # would blow up into steps (and DDP and single-process runs would drift apart on it)
+        self.score = nn.Conv2d(hidden_dim, num_keypoints, 1, bias=False)
         self.log_temperature = nn.Parameter(torch.zeros(()))
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
         self.register_buffer("grid", torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1), persistent=False)  # (HW, 2)
@@ -298,7 +300,8 @@ class CompactVLAPolicy(nn.Module):
             *maps, pooled = features.split([*map_sizes, features.shape[-1] - sum(map_sizes)], dim=-1)
             parts.append(projection(features if self.config.flat_map_features else pooled))
             heads = self.keypoint_heads[camera * heads_per_camera:(camera + 1) * heads_per_camera]
-            parts.extend(head(feature_map, cond) for head, feature_map in zip(heads, maps, strict=True))
+            if self.config.keypoints:
+                parts.extend(head(feature_map, cond) for head, feature_map in zip(heads, maps, strict=True))
         return parts
 
     def _head(self, fused: Tensor, task_features: Tensor | None, advantage_tokens: Tensor | None) -> Tensor:
