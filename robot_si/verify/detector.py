@@ -6,7 +6,15 @@ frames plus a few subsampled from the start), each as a frozen image feature (+ 
 that frame), and the instruction's frozen text embedding. The head projects each to a shared width, runs one
 small transformer layer over [instruction token, frame tokens] and reads a logit from the instruction token
 and the last frame token. Probability = sigmoid(logit / temperature); "accepted" = probability >= threshold.
-Temperature and threshold are fitted on held-out episodes (`calibration.py`) and saved with the weights.
+Temperature and threshold are fitted on held-out labelled episodes (`calibration.py`): the out-of-fold logits
+of the human/oracle-labelled episodes when there are enough of them, else held-out training examples; both
+are saved with the weights.
+
+A clip carries no absolute time: its frames are chosen relative to its end, positions are clip slots, and the
+proprioceptive state is off by default. Episode length must not matter, because in simulation episodes stop at
+success (a successful episode is short, a failed one runs to the time limit) and that is ground truth leaking.
+Frames are the observations stored before each action, so the last frame of an episode is the scene one step
+before the environment judged it (training and labelling both use that frame, consistently).
 
 Training data comes from `examples.build_training_examples` (no ground truth). This module never reads
 `audit_table()`.
@@ -26,7 +34,6 @@ from typing import Any
 import numpy as np
 
 from robot_si.verify.calibration import (
-    binary_nll,
     choose_threshold,
     expected_calibration_error,
     fit_temperature,
@@ -38,6 +45,7 @@ from robot_si.verify.features import FeatureCache, clip_frame_indices, make_enco
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "detector_config.json"
+BUDGETED_EXAMPLE_SOURCES = ("human", "oracle")
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -62,7 +70,16 @@ class DetectorConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0
-    holdout_fraction: float = 0.25  # episodes held out for temperature and threshold
+    holdout_fraction: float = 0.25  # episodes held out for early stopping (and calibration without budgeted labels)
+    # Positives and negatives weigh the same in the loss: the example mix (mostly "not yet" prefixes and relabels)
+    # says nothing about how often a round's episodes succeed, so the head should not learn its prior.
+    balance_classes: bool = True
+    # Calibration on held-out *labelled episodes*: with at least `min_calibration_episodes` human/oracle-labelled
+    # episodes (both outcomes), temperature and threshold are fitted on their final clips' out-of-fold logits
+    # (`calibration_folds` heads, each trained without one fold). These are the only examples drawn from the
+    # episodes the detector will label; demo-derived held-out clips are a different distribution.
+    calibration_folds: int = 4
+    min_calibration_episodes: int = 8
     target_precision: float = 0.95
     prefix_fractions: tuple[float, ...] = (0.0, 0.25, 0.5, 0.7)
     relabels_per_kind: int = 1
@@ -73,11 +90,14 @@ class DetectorConfig:
 
     def __post_init__(self) -> None:
         self.prefix_fractions = tuple(float(f) for f in self.prefix_fractions)
-        positive = ("num_final_frames", "final_frame_stride", "hidden_dim", "num_heads", "num_layers", "epochs", "min_steps", "batch_size")
+        positive = ("num_final_frames", "final_frame_stride", "hidden_dim", "num_heads", "num_layers", "epochs", "min_steps",
+                    "batch_size", "min_calibration_episodes")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"DetectorConfig.{name} must be an int >= 1 (got {value!r})")
+        if not isinstance(self.calibration_folds, int) or self.calibration_folds < 2:
+            raise ValueError(f"DetectorConfig.calibration_folds must be an int >= 2 (got {self.calibration_folds!r})")
         if self.num_context_frames < 0:
             raise ValueError(f"DetectorConfig.num_context_frames must be >= 0 (got {self.num_context_frames})")
         if self.hidden_dim % self.num_heads:
@@ -258,13 +278,66 @@ class SuccessDetector:
             relabels_per_kind=self.config.relabels_per_kind, seed=self.config.seed,
         )
         features = self.featurize_examples(examples, stores)
-        report = self.fit(
-            features,
-            np.array([e.label for e in examples]),
-            groups=[f"{e.store_root}::{e.episode_id}" for e in examples],
-        )
+        labels = np.array([e.label for e in examples])
+        groups = np.array([f"{e.store_root}::{e.episode_id}" for e in examples], dtype=object)
+        report = self.fit(features, labels, groups=groups)
         report["examples_by_source"] = count_by_source(examples)
+        # the final clips of human/oracle-labelled episodes, read with their own instruction
+        labelled_episode_ends = np.array([e.label_source in BUDGETED_EXAMPLE_SOURCES for e in examples])
+        report["calibration"] = self._calibrate_on_labelled_episodes(features, labels, groups, labelled_episode_ends)
         self.training_report = report
+        return report
+
+    def _calibrate_on_labelled_episodes(self, features: ClipFeatures, labels: np.ndarray, groups: np.ndarray,
+                                        calibration_mask: np.ndarray) -> dict[str, Any]:
+        """Temperature and threshold from out-of-fold logits of the budgeted-labelled episodes (see DetectorConfig).
+
+        Each fold's head is trained exactly like this one but without every clip of that fold's episodes, so the
+        fitted temperature describes how the detector errs on episodes it has not seen. Falls back to the
+        held-out training examples (already fitted by `fit`) when there are too few labelled episodes.
+        """
+        cfg = self.config
+        labels = np.asarray(labels).astype(np.float32)
+        rows = np.flatnonzero(calibration_mask)
+        episode_labels = dict(zip(groups[rows].tolist(), labels[rows].tolist(), strict=True))
+        positives = sum(1 for label in episode_labels.values() if label)
+        negatives = len(episode_labels) - positives
+        if len(episode_labels) < cfg.min_calibration_episodes or min(positives, negatives) < 2:
+            return {
+                "calibrated_on": "held-out training examples",
+                "note": f"{len(episode_labels)} human/oracle-labelled episodes ({positives} succeeded, {negatives} "
+                        f"failed); labelled-episode calibration needs >= {cfg.min_calibration_episodes} with >= 2 of each",
+            }
+        num_folds = min(cfg.calibration_folds, positives, negatives)
+        rng = np.random.default_rng(cfg.seed)
+        fold_of: dict[str, int] = {}
+        for outcome in (1.0, 0.0):  # stratified: every fold holds successes and failures
+            episodes = sorted(g for g, label in episode_labels.items() if label == outcome)
+            for position, index in enumerate(rng.permutation(len(episodes))):
+                fold_of[episodes[int(index)]] = position % num_folds
+        out_of_fold = np.zeros(len(rows))
+        for fold in range(num_folds):
+            held_out = np.array([fold_of.get(g) == fold for g in groups.tolist()])
+            member = SuccessDetector(dataclasses.replace(cfg), encoders=self.encoders)
+            train = np.flatnonzero(~held_out)
+            member.fit(features.subset(train), labels[train], groups=groups[train])
+            in_fold = held_out[rows]
+            out_of_fold[in_fold] = member.predict_logits(features.subset(rows[in_fold]))
+        target = labels[rows]
+        report: dict[str, Any] = {
+            "calibrated_on": f"out-of-fold logits of {len(rows)} human/oracle-labelled episodes ({num_folds} folds)",
+            "ece_before": expected_calibration_error(sigmoid(out_of_fold), target),
+            "fallback_temperature": self.temperature, "fallback_threshold": self.threshold,
+        }
+        self.temperature = fit_temperature(out_of_fold, target)
+        probs = sigmoid(out_of_fold / self.temperature)
+        choice = choose_threshold(probs, target, target_precision=cfg.target_precision)
+        # never accept more readily than the held-out training examples allow when the labelled episodes
+        # cannot show the target precision (a handful of labels is a noisy estimate)
+        self.threshold = choice.threshold if choice.met_target else max(choice.threshold, self.threshold)
+        self._version = None
+        report.update({"ece_after": expected_calibration_error(probs, target), "temperature": self.temperature,
+                       "threshold": choice.to_json_dict(), "threshold_used": self.threshold})
         return report
 
     def fit(self, features: ClipFeatures, labels: np.ndarray, *, groups: Sequence[str] | None = None) -> dict[str, Any]:
@@ -299,7 +372,9 @@ class SuccessDetector:
         self.model.state_mean.copy_(torch.from_numpy(train.states.reshape(-1, cfg.state_dim).mean(0)))
         self.model.state_std.copy_(torch.from_numpy(train.states.reshape(-1, cfg.state_dim).std(0) + 1e-3))
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        tensors = [torch.from_numpy(a) for a in (train.images, train.texts, train.states, labels[train_index])]
+        example_weights = _class_weights(labels) if cfg.balance_classes else np.ones_like(labels)
+        tensors = [torch.from_numpy(a) for a in (train.images, train.texts, train.states, labels[train_index],
+                                                   example_weights[train_index])]
         holdout = features.subset(holdout_index)
         best_loss, best_state, history = float("inf"), None, []
         batches_per_epoch = -(-len(train_index) // cfg.batch_size)
@@ -309,13 +384,16 @@ class SuccessDetector:
             epoch_loss = 0.0
             for start in range(0, len(order), cfg.batch_size):
                 batch = order[start : start + cfg.batch_size]
-                images, texts, states, targets = (t[batch] for t in tensors)
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(self.model(images, texts, states), targets)
+                images, texts, states, targets, weights = (t[batch] for t in tensors)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                    self.model(images, texts, states), targets, weight=weights
+                )
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 epoch_loss += loss.item() * len(batch)
-            holdout_loss = binary_nll(self.predict_logits(holdout), labels[holdout_index]) if len(holdout_index) else epoch_loss
+            holdout_loss = (_weighted_nll(self.predict_logits(holdout), labels[holdout_index], example_weights[holdout_index])
+                            if len(holdout_index) else epoch_loss)
             history.append({"epoch": epoch, "train_nll": epoch_loss / len(train_index), "holdout_nll": holdout_loss})
             if holdout_loss < best_loss:  # keep the epoch that generalizes best (tiny data overfits fast)
                 best_loss = holdout_loss
@@ -474,6 +552,18 @@ class SuccessDetector:
         if detector.version != payload["version"]:
             raise RuntimeError(f"the detector at {directory} does not match its recorded version {payload['version']}; retrain it")
         return detector
+
+
+def _class_weights(labels: np.ndarray) -> np.ndarray:
+    """Per-example loss weights giving both classes the same total weight (mean weight 1)."""
+    positives = max(1.0, float(labels.sum()))
+    negatives = max(1.0, float(len(labels) - labels.sum()))
+    return np.where(labels > 0.5, len(labels) / (2 * positives), len(labels) / (2 * negatives)).astype(np.float32)
+
+
+def _weighted_nll(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
+    losses = np.logaddexp(0.0, logits) - labels * logits
+    return float(np.sum(weights * losses) / max(float(np.sum(weights)), 1e-12))
 
 
 def train_detector(stores: Sequence, *, config: DetectorConfig | None = None, label_version: str | None = None,
