@@ -1,16 +1,21 @@
-"""Benchmark: does the learned success detector tell success from failure on a policy it never saw?
+"""Benchmark: does the learned success detector tell success from failure on rollouts of a mediocre policy?
 
-Recipe (no ground truth in training except the budgeted oracle labels):
-1. scripted demos at noise 0 (positives: demo ends; negatives: "not yet" prefixes, relabeled instructions);
-2. detector v0 on demos; rollouts of a noisy expert (noise 0.7) are labelled by the detector, and an oracle
-   budget is spent on the ones nearest the operating threshold (active selection);
-3. detector v1 retrained on demos + the oracle-labelled rollouts; progress model on demos + labelled rollouts;
-4. audit on held-out rollouts from DIFFERENT policies (expert at noise 0.3 and 1.0, other seeds, held-out
-   instruction paraphrases): ROC-AUC, accepted-but-failed at the operating threshold, ECE, per task.
+Recipe, as `robot-si improve` runs it (no ground truth in training except the budgeted oracle labels):
+1. scripted demos at noise 0 (`robot_si.data.record_demos`): positives are demo ends; negatives are "not yet"
+   prefixes and relabeled instructions;
+2. autonomous-like episodes with mixed success: the scripted expert at noise 0.3 / 0.45 / 0.6 (`--noises`;
+   roughly 25-90 % success per task, longer when failing) stands in for a round's mediocre policy;
+3. detector v0 (demos only, default config) labels those episodes and an oracle budget (`--budget`, 20) is spent
+   on the ones nearest its operating threshold (active selection), exactly like the loop's label stage;
+4. detector v1 retrained on demos + the oracle-labelled episodes (the next round's verifier);
+5. audit against ground truth on held-out episodes of the same mediocre policy (other seeds) — the primary
+   number — and on other policies (expert at noise 0.3 and 1.0) with held-out instruction paraphrases:
+   ROC-AUC, accepted-but-failed at the operating threshold, ECE, per task. The label version's own decisions
+   (detector + oracle overrides) are audited too.
 
-Writes bench/results/detector.json, bench/results/detector_{reliability,roc}.png and prints a Markdown table.
+Writes `--out` (bench/results/detector.json), bench/results/detector_{reliability,roc}.png and prints Markdown.
 
-    robot-si bench detector [--tasks reach button ...] [--demos 10] [--rollouts 10] [--heldout 12] [--budget 20]
+    python bench/detector.py [--tasks reach button ...] [--demos 10] [--rollouts 6] [--heldout 8] [--budget 20]
 """
 
 from __future__ import annotations
@@ -24,30 +29,37 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ALL_TASKS = ["reach", "button", "push", "drawer", "pick_place", "stack"]
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["reach", "button", "push", "drawer", "pick_place", "stack"])
+    parser.add_argument("--tasks", nargs="+", default=ALL_TASKS)
     parser.add_argument("--demos", type=int, default=10, help="scripted demos per task (noise 0)")
-    parser.add_argument("--rollouts", type=int, default=10, help="noisy-expert rollouts per task for oracle labels")
-    parser.add_argument("--heldout", type=int, default=12, help="held-out rollouts per task per held-out policy")
-    parser.add_argument("--budget", type=int, default=20, help="oracle labels spent on the training rollouts")
+    parser.add_argument("--noises", type=float, nargs="+", default=[0.3, 0.45, 0.6],
+                        help="expert noise levels of the mediocre 'policy' (its rollouts succeed 25-90 %% of the time)")
+    parser.add_argument("--rollouts", type=int, default=6, help="labelled-pool rollouts per task per noise level")
+    parser.add_argument("--heldout", type=int, default=8, help="audit rollouts per task per noise level (other seeds)")
+    parser.add_argument("--other-policies", type=int, default=6,
+                        help="audit rollouts per task of expert noise 0.3 and 1.0 on held-out paraphrases (0: skip)")
+    parser.add_argument("--budget", type=int, default=20, help="oracle labels spent on the labelled pool")
     parser.add_argument("--encoder", default="default", help="default (EfficientNet-Lite0 + MiniLM) | hashing")
-    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--workdir", default="/tmp/robot_si_bench_detector")
     parser.add_argument("--fresh", action="store_true", help="delete the workdir's stores first")
+    parser.add_argument("--label", default="current", help="name of this run in the results file (e.g. before/after)")
     parser.add_argument("--out", default=str(RESULTS / "detector.json"))
+    parser.add_argument("--plots", action="store_true", help="write the v1 reliability/ROC PNGs to bench/results")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
     from robot_si.data import EpisodeStore
     from robot_si.data.demos import record_demos
-    from robot_si.verify import DetectorConfig, OracleLabelSource, ProgressConfig, ProgressModel, SuccessDetector, label_store
-    from robot_si.verify.audit import audit_detector, plot_audit
-    from robot_si.verify.features import make_encoders
+    from robot_si.verify import DetectorConfig, OracleLabelSource, SuccessDetector, label_store
+    from robot_si.verify.audit import audit_detector, audit_label_set, plot_audit
+    from robot_si.verify.features import FeatureCache, make_encoders
     from robot_si.verify.labeler import labelling_summary
     from robot_si.verify.testing import record_expert_rollouts
 
@@ -63,88 +75,133 @@ def main(argv=None) -> dict:
         return EpisodeStore.open_or_create(workdir / name, fps=demos.spec.fps, image_size=demos.spec.image_height,
                                            state_dim=demos.spec.state_dim, action_dim=demos.spec.action_dim)
 
+    # the labelled pool plays a round's autonomous store; labels are written into it, so it starts fresh each run
+    shutil.rmtree(workdir / "rollouts" / "labels", ignore_errors=True)
     rollouts = open_store("rollouts")
-    record_expert_rollouts(rollouts, args.tasks, noise=0.7, seeds=range(1000, 1000 + args.rollouts), round=1)
     heldout = open_store("heldout")
-    for noise in (0.3, 1.0):
-        record_expert_rollouts(heldout, args.tasks, noise=noise, seeds=range(5000, 5000 + args.heldout), round=1,
-                               instruction_split="heldout")
+    other = open_store("other_policies")
+    for noise in args.noises:
+        record_expert_rollouts(rollouts, args.tasks, noise=noise, seeds=range(1000, 1000 + args.rollouts), round=1)
+        record_expert_rollouts(heldout, args.tasks, noise=noise, seeds=range(5000, 5000 + args.heldout), round=1)
+    if args.other_policies:
+        for noise in (0.3, 1.0):
+            record_expert_rollouts(other, args.tasks, noise=noise, seeds=range(7000, 7000 + args.other_policies),
+                                   round=1, instruction_split="heldout")
     timings["record_s"] = time.perf_counter() - start
 
+    # frozen features are cached on disk (episodes are immutable), so reruns only train and audit
+    cache = FeatureCache(make_encoders(args.encoder), cache_dir=workdir / "feature_cache")
     start = time.perf_counter()
-    encoders = make_encoders(args.encoder)
-    config = DetectorConfig(encoder=args.encoder, epochs=args.epochs)
-    detector_v0 = SuccessDetector(config, encoders=encoders)
-    detector_v0.fit_stores([demos])
-    progress_v0 = ProgressModel(ProgressConfig(encoder=args.encoder), feature_cache=detector_v0.feature_cache)
-    progress_v0.fit_stores([demos])
+    detector_v0 = SuccessDetector(DetectorConfig(encoder=args.encoder), feature_cache=cache)
+    report_v0 = detector_v0.fit_stores([demos])
     oracle = OracleLabelSource(budget=args.budget)
-    version = label_store(rollouts, detector_v0, progress_v0, label_source=oracle, round=1)
+    version = label_store(rollouts, detector_v0, None, label_source=oracle, round=1)
     summary = labelling_summary(rollouts.root, version)
     timings["detector_v0_and_label_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    detector = SuccessDetector(DetectorConfig(encoder=args.encoder, epochs=args.epochs), feature_cache=detector_v0.feature_cache)
-    train_report = detector.fit_stores([demos, rollouts], label_version=version)
-    progress = ProgressModel(ProgressConfig(encoder=args.encoder), feature_cache=detector.feature_cache)
-    progress_report = progress.fit_stores([demos, rollouts], label_version=version)
+    detector = SuccessDetector(DetectorConfig(encoder=args.encoder), feature_cache=cache)
+    report_v1 = detector.fit_stores([demos, rollouts], label_version=version)
     timings["detector_v1_train_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     audits = {
         "v0_demos_only": audit_detector(heldout, detector_v0),
-        "v1_demos_plus_oracle": audit_detector(heldout, detector, out_dir=RESULTS),
+        "v1_demos_plus_oracle": audit_detector(heldout, detector),
     }
+    if args.other_policies:
+        audits["v0_other_policies"] = audit_detector(other, detector_v0)
+        audits["v1_other_policies"] = audit_detector(other, detector)
+    label_audit = audit_label_set(rollouts, version)
     timings["audit_s"] = time.perf_counter() - start
-    plot_audit(audits["v0_demos_only"], RESULTS, prefix="detector_v0")
-    for audit in audits.values():
+    if args.plots:
+        plot_audit(audits["v1_demos_plus_oracle"], RESULTS, prefix="detector")
+        plot_audit(audits["v0_demos_only"], RESULTS, prefix="detector_v0")
+    for audit in [*audits.values(), label_audit]:
         audit.pop("roc_curve", None)
 
-    result = {
-        "command": "robot-si bench detector " + " ".join(sys.argv[1:] if argv is None else argv),
+    def truth_rate(store):
+        truth = [v for v in store.audit_table().values() if v is not None]
+        return round(sum(truth) / len(truth), 3), len(truth)
+
+    run = {
+        "command": "python bench/detector.py " + " ".join(argv),
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
         "tasks": args.tasks,
-        "encoder": encoders.name,
+        "encoder": cache.encoders.name,
         "data": {
-            "demos_per_task": args.demos, "oracle_rollouts_per_task": args.rollouts, "oracle_budget": args.budget,
-            "oracle_labels_spent": oracle.spent, "heldout_per_task_per_policy": args.heldout,
-            "heldout_policies": ["expert noise 0.3", "expert noise 1.0"], "heldout_instructions": "paraphrases (heldout split)",
-            "training_examples_by_source": train_report["examples_by_source"],
+            "demos_per_task": args.demos, "mediocre_policy": f"scripted expert, noise {args.noises}",
+            "labelled_pool": {"episodes": truth_rate(rollouts)[1], "gt_success_rate": truth_rate(rollouts)[0]},
+            "heldout_audit": {"episodes": truth_rate(heldout)[1], "gt_success_rate": truth_rate(heldout)[0]},
+            "other_policies_audit": ({"episodes": truth_rate(other)[1], "gt_success_rate": truth_rate(other)[0],
+                                      "policies": "expert noise 0.3 and 1.0, held-out paraphrases"}
+                                     if args.other_policies else None),
+            "oracle_budget": args.budget, "oracle_labels_spent": oracle.spent,
+            "training_examples_by_source_v1": report_v1["examples_by_source"],
         },
         "label_round": {k: v for k, v in summary.items() if k != "labelled_sample"},
-        "detector": {"version": detector.version, "temperature": detector.temperature, "threshold": detector.threshold,
-                     "holdout_calibration": train_report.get("threshold")},
-        "progress": progress_report,
+        "label_set_audit": _headline(label_audit) | {"final_labels": label_audit["final_labels"]},
+        "detector_v0": _detector_summary(detector_v0, report_v0),
+        "detector_v1": _detector_summary(detector, report_v1),
         "audit": audits,
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
     out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    if "runs" not in results:  # an older single-run file is kept as it was
+        results = {"runs": {"previous_format": results} if results else {}}
+    results["runs"][args.label] = run
+    results["goals"] = {"auc": 0.95, "accepted_but_failed": 0.05, "ece": 0.05}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(markdown(result))
-    return result
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(markdown(run, args.label))
+    return run
 
 
-def markdown(result: dict) -> str:
+def _headline(audit: dict) -> dict:
+    keys = ("episodes", "ground_truth_success_rate", "auc", "accepted", "accepted_but_failed", "recall", "ece", "threshold")
+    return {k: audit.get(k) for k in keys}
+
+
+def _detector_summary(detector, report: dict) -> dict:
+    return {
+        "version": detector.version, "temperature": detector.temperature, "threshold": detector.threshold,
+        "holdout_threshold_choice": report.get("threshold"),
+        "holdout_ece_before_temperature": report.get("holdout_ece_before"),
+        "holdout_ece_after_temperature": report.get("holdout_ece_after"),
+        "calibration": report.get("calibration"),
+    }
+
+
+def markdown(run: dict, label: str) -> str:
     def fmt(value, spec=".3f"):
         return "—" if value is None else format(value, spec)
 
     lines = [
-        f"Success detector audit on held-out rollouts ({', '.join(result['data']['heldout_policies'])}; "
-        f"held-out paraphrases), encoder {result['encoder']}.",
+        f"Run `{label}`: `{run['command']}` (encoder {run['encoder']}).",
         "",
-        "| detector | task | episodes | GT success | AUC | accepted | accepted-but-failed | recall | ECE |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| audit set | detector | task | episodes | GT success | AUC | accepted | accepted-but-failed | recall | ECE |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, audit in result["audit"].items():
+    for name, audit in run["audit"].items():
+        detector, _, audit_set = name.partition("_")
+        audit_set = "other policies" if "other" in audit_set else "mediocre policy (held-out seeds)"
         rows = [("all", audit)] + list(audit.get("per_task", {}).items())
         for task, m in rows:
             lines.append(
-                f"| {name} | {task} | {m['episodes']} | {fmt(m['ground_truth_success_rate'], '.0%')} | {fmt(m['auc'])} | "
-                f"{m['accepted']} | {fmt(m['accepted_but_failed'], '.1%')} | {fmt(m['recall'], '.0%')} | {fmt(m['ece'])} |"
+                f"| {audit_set} | {detector} | {task} | {m['episodes']} | {fmt(m['ground_truth_success_rate'], '.0%')} | "
+                f"{fmt(m['auc'])} | {m['accepted']} | {fmt(m['accepted_but_failed'], '.1%')} | {fmt(m['recall'], '.0%')} | "
+                f"{fmt(m['ece'])} |"
             )
-    lines += ["", "Goals: AUC >= 0.95, accepted-but-failed <= 5 %, ECE <= 0.05. Timings (s): "
-              + ", ".join(f"{k} {v}" for k, v in result["timings_s"].items())]
+    label_audit = run["label_set_audit"]
+    lines += [
+        "",
+        f"Label version on the labelled pool (v0 + {run['data']['oracle_labels_spent']} oracle labels): AUC "
+        f"{fmt(label_audit['auc'])}, final labels accepted-but-failed "
+        f"{fmt(label_audit['final_labels']['accepted_but_failed'], '.1%')}.",
+        "Goals: AUC >= 0.95, accepted-but-failed <= 5 %, ECE <= 0.05. Timings (s): "
+        + ", ".join(f"{k} {v}" for k, v in run["timings_s"].items()),
+    ]
     return "\n".join(lines)
 
 

@@ -81,3 +81,22 @@ def test_clip_indices_end_on_the_last_frames_and_pad_short_episodes():
 def test_instruction_that_cannot_be_embedded_is_refused():
     with pytest.raises(ValueError, match="non-empty"):
         HashingEncoders().encode_texts(["touch the red ball", "  "])
+
+
+def test_calibration_uses_held_out_oracle_labelled_episodes(tmp_path):
+    from robot_si.data.labels import EpisodeLabel, write_label_set
+    from robot_si.verify.testing import synthetic_verifier_store
+
+    store = synthetic_verifier_store(tmp_path / "store", num_demos=6, num_autonomous=10)
+    labels = [EpisodeLabel(episode_id=f"auto{i}", success_prob=None, label=bool(i % 2), label_source="oracle",
+                           detector_version="d") for i in range(10)]
+    version = write_label_set(store.root, episode_labels=labels, detector_version="d")
+    config = _config(epochs=2, min_steps=10, min_calibration_episodes=8, calibration_folds=3, num_context_frames=2)
+    detector = SuccessDetector(config, encoders=HashingEncoders())
+    calibration = detector.fit_stores([store], label_version=version)["calibration"]
+    assert calibration["calibrated_on"].startswith("out-of-fold logits of 10 human/oracle-labelled episodes (3 folds)")
+    assert detector.temperature == calibration["temperature"] and detector.threshold == calibration["threshold_used"]
+    # too few labelled episodes: the held-out training examples calibrate instead, and the report says so
+    few = SuccessDetector(_config(epochs=2, min_steps=10, min_calibration_episodes=20, num_context_frames=2),
+                          encoders=HashingEncoders())
+    assert few.fit_stores([store], label_version=version)["calibration"]["calibrated_on"] == "held-out training examples"
