@@ -100,3 +100,81 @@ def test_calibration_uses_held_out_oracle_labelled_episodes(tmp_path):
     few = SuccessDetector(_config(epochs=2, min_steps=10, min_calibration_episodes=20, num_context_frames=2),
                           encoders=HashingEncoders())
     assert few.fit_stores([store], label_version=version)["calibration"]["calibrated_on"] == "held-out training examples"
+
+
+def test_labelled_episode_weight_is_validated_and_survives_save_load(tmp_path):
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "2"):
+        with pytest.raises(ValueError, match="labelled_episode_weight"):
+            _config(labelled_episode_weight=bad)
+    assert DetectorConfig().labelled_episode_weight >= 1.0
+    features, labels, groups = _clips(n=60)
+    detector = SuccessDetector(_config(epochs=1, min_steps=1, labelled_episode_weight=4.0), encoders=HashingEncoders())
+    detector.fit(features, labels, groups=groups)
+    detector.save_pretrained(tmp_path / "det")
+    loaded = SuccessDetector.from_pretrained(tmp_path / "det", encoders=HashingEncoders())
+    assert loaded.config.labelled_episode_weight == 4.0 and loaded.version == detector.version
+
+
+def test_detector_saved_before_newer_config_fields_still_loads(tmp_path):
+    """A checkpoint whose config predates `balance_classes` / `labelled_episode_weight` loads with the values
+    that reproduce how it was trained, and keeps the version recorded with it (labels refer to it)."""
+    import json
+
+    features, labels, groups = _clips(n=60)
+    detector = SuccessDetector(_config(epochs=1, min_steps=1), encoders=HashingEncoders())
+    detector.fit(features, labels, groups=groups)
+    detector.save_pretrained(tmp_path / "det")
+    path = tmp_path / "det" / "detector_config.json"
+    payload = json.loads(path.read_text())
+    for key in ("labelled_episode_weight", "balance_classes"):
+        del payload["config"][key]
+    payload["version"] = detector._hash_version(payload["config"])  # what the older code recorded
+    path.write_text(json.dumps(payload))
+    loaded = SuccessDetector.from_pretrained(tmp_path / "det", encoders=HashingEncoders())
+    assert loaded.version == payload["version"]
+    assert loaded.config.labelled_episode_weight == 1.0 and loaded.config.balance_classes is False
+    np.testing.assert_allclose(loaded.predict_proba(features), detector.predict_proba(features), rtol=1e-6)
+    payload["version"] = "detector-000000000000"  # a tampered checkpoint is still refused
+    path.write_text(json.dumps(payload))
+    with pytest.raises(RuntimeError, match="recorded version"):
+        SuccessDetector.from_pretrained(tmp_path / "det", encoders=HashingEncoders())
+
+
+def test_labelled_episode_ends_weigh_more_and_classes_stay_balanced(tmp_path, monkeypatch):
+    from robot_si.data.labels import EpisodeLabel, write_label_set
+    from robot_si.verify import detector as detector_module
+    from robot_si.verify.testing import synthetic_verifier_store
+
+    store = synthetic_verifier_store(tmp_path / "store", num_demos=4, num_autonomous=4)
+    labels = [EpisodeLabel(episode_id=f"auto{i}", success_prob=None, label=bool(i % 2), label_source="oracle",
+                           detector_version="d") for i in range(4)]
+    version = write_label_set(store.root, episode_labels=labels, detector_version="d")
+    seen = []
+    original_fit = SuccessDetector.fit
+    original_weights = detector_module._class_weights
+
+    def spy_fit(self, features, labels, *, groups=None, weights=None):
+        seen.append((np.asarray(groups), weights))
+        return original_fit(self, features, labels, groups=groups, weights=weights)
+
+    def spy_weights(labels, weights=None):
+        out = original_weights(labels, weights)
+        seen.append(("class_weights", labels, weights, out))
+        return out
+
+    monkeypatch.setattr(SuccessDetector, "fit", spy_fit)
+    monkeypatch.setattr(detector_module, "_class_weights", spy_weights)
+    config = _config(epochs=1, min_steps=1, num_context_frames=2, labelled_episode_weight=6.0)
+    SuccessDetector(config, encoders=HashingEncoders()).fit_stores([store], label_version=version)
+    groups, weights = seen[0]
+    examples = detector_module.build_training_examples([store], label_version=version)
+    is_end = np.array([e.label_source == "oracle" for e in examples])
+    assert is_end.sum() == 4 and len(weights) == len(examples)
+    assert np.all(weights[is_end] == 6.0) and np.all(weights[~is_end] == 1.0)
+    _, class_labels, class_input, out = seen[1]
+    assert class_input is not None and np.isclose(out.mean(), 1.0)
+    positive = class_labels > 0.5
+    assert np.isclose(out[positive].sum(), out[~positive].sum())  # both classes weigh the same in total
+    # within a class, a labelled end weighs 6x a demo-derived example
+    ratio = out / class_input
+    assert np.allclose(ratio[positive], ratio[positive][0]) and np.allclose(ratio[~positive], ratio[~positive][0])

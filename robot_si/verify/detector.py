@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "detector_config.json"
 BUDGETED_EXAMPLE_SOURCES = ("human", "oracle")
 WEIGHTS_FILE = "model.safetensors"
+# Fields added after detectors were first saved, with the value that reproduces the behaviour before them
+# (a checkpoint without the field loads with this value; its version is checked against the config as saved).
+LEGACY_CONFIG_VALUES: dict[str, Any] = {"balance_classes": False, "labelled_episode_weight": 1.0}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -74,6 +77,10 @@ class DetectorConfig:
     # Positives and negatives weigh the same in the loss: the example mix (mostly "not yet" prefixes and relabels)
     # says nothing about how often a round's episodes succeed, so the head should not learn its prior.
     balance_classes: bool = True
+    # Loss weight of the final clips of human/oracle-labelled episodes relative to demo-derived examples (1.0:
+    # same weight). They are the only examples from the policy's own episodes, a few among hundreds of demo
+    # clips; class balancing is applied after this weighting, so both classes still weigh the same in total.
+    labelled_episode_weight: float = 1.0
     # Calibration on held-out *labelled episodes*: with at least `min_calibration_episodes` human/oracle-labelled
     # episodes (both outcomes), temperature and threshold are fitted on their final clips' out-of-fold logits
     # (`calibration_folds` heads, each trained without one fold). These are the only examples drawn from the
@@ -106,6 +113,11 @@ class DetectorConfig:
             raise ValueError(f"holdout_fraction must be in (0, 1) (got {self.holdout_fraction})")
         if not 0.0 < self.target_precision <= 1.0:
             raise ValueError(f"target_precision must be in (0, 1] (got {self.target_precision})")
+        weight = self.labelled_episode_weight
+        if (isinstance(weight, bool) or not isinstance(weight, int | float | np.integer | np.floating)
+                or not np.isfinite(weight) or weight <= 0):
+            raise ValueError(f"DetectorConfig.labelled_episode_weight must be a finite number > 0 (got {weight!r})")
+        self.labelled_episode_weight = float(weight)
         if not 0.0 <= self.dropout < 1.0 or self.lr <= 0:
             raise ValueError(f"need 0 <= dropout < 1 and lr > 0 (got dropout={self.dropout}, lr={self.lr})")
 
@@ -129,7 +141,8 @@ class DetectorConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown DetectorConfig keys {sorted(unknown)}; known keys are {sorted(known)}")
-        return cls(**data)
+        # a checkpoint saved before a field existed was trained with that field's legacy value, not today's default
+        return cls(**{**LEGACY_CONFIG_VALUES, **data})
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -280,16 +293,18 @@ class SuccessDetector:
         features = self.featurize_examples(examples, stores)
         labels = np.array([e.label for e in examples])
         groups = np.array([f"{e.store_root}::{e.episode_id}" for e in examples], dtype=object)
-        report = self.fit(features, labels, groups=groups)
-        report["examples_by_source"] = count_by_source(examples)
         # the final clips of human/oracle-labelled episodes, read with their own instruction
         labelled_episode_ends = np.array([e.label_source in BUDGETED_EXAMPLE_SOURCES for e in examples])
-        report["calibration"] = self._calibrate_on_labelled_episodes(features, labels, groups, labelled_episode_ends)
+        weights = np.where(labelled_episode_ends, self.config.labelled_episode_weight, 1.0)
+        report = self.fit(features, labels, groups=groups, weights=weights)
+        report["examples_by_source"] = count_by_source(examples)
+        report["calibration"] = self._calibrate_on_labelled_episodes(features, labels, groups, labelled_episode_ends,
+                                                                     weights=weights)
         self.training_report = report
         return report
 
     def _calibrate_on_labelled_episodes(self, features: ClipFeatures, labels: np.ndarray, groups: np.ndarray,
-                                        calibration_mask: np.ndarray) -> dict[str, Any]:
+                                        calibration_mask: np.ndarray, *, weights: np.ndarray | None = None) -> dict[str, Any]:
         """Temperature and threshold from out-of-fold logits of the budgeted-labelled episodes (see DetectorConfig).
 
         Each fold's head is trained exactly like this one but without every clip of that fold's episodes, so the
@@ -320,7 +335,8 @@ class SuccessDetector:
             held_out = np.array([fold_of.get(g) == fold for g in groups.tolist()])
             member = SuccessDetector(dataclasses.replace(cfg), encoders=self.encoders)
             train = np.flatnonzero(~held_out)
-            member.fit(features.subset(train), labels[train], groups=groups[train])
+            member.fit(features.subset(train), labels[train], groups=groups[train],
+                       weights=None if weights is None else weights[train])
             in_fold = held_out[rows]
             out_of_fold[in_fold] = member.predict_logits(features.subset(rows[in_fold]))
         target = labels[rows]
@@ -340,10 +356,13 @@ class SuccessDetector:
                        "threshold": choice.to_json_dict(), "threshold_used": self.threshold})
         return report
 
-    def fit(self, features: ClipFeatures, labels: np.ndarray, *, groups: Sequence[str] | None = None) -> dict[str, Any]:
+    def fit(self, features: ClipFeatures, labels: np.ndarray, *, groups: Sequence[str] | None = None,
+            weights: np.ndarray | None = None) -> dict[str, Any]:
         """Train the head on (features, labels), then fit temperature and threshold on held-out groups.
 
         `groups` (e.g. episode ids) keep every clip of one episode on the same side of the held-out split.
+        `weights` (N,): relative loss weight of each example (default 1); with `balance_classes` both classes
+        still get the same total weight.
         """
         import torch
 
@@ -372,7 +391,12 @@ class SuccessDetector:
         self.model.state_mean.copy_(torch.from_numpy(train.states.reshape(-1, cfg.state_dim).mean(0)))
         self.model.state_std.copy_(torch.from_numpy(train.states.reshape(-1, cfg.state_dim).std(0) + 1e-3))
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        example_weights = _class_weights(labels) if cfg.balance_classes else np.ones_like(labels)
+        if weights is None:
+            weights = np.ones_like(labels)
+        weights = np.asarray(weights, dtype=np.float32)
+        if weights.shape != labels.shape or not np.all(np.isfinite(weights)) or np.any(weights <= 0):
+            raise ValueError(f"weights must be ({len(labels)},) finite and > 0 (got shape {weights.shape})")
+        example_weights = _class_weights(labels, weights) if cfg.balance_classes else weights / weights.mean()
         tensors = [torch.from_numpy(a) for a in (train.images, train.texts, train.states, labels[train_index],
                                                    example_weights[train_index])]
         holdout = features.subset(holdout_index)
@@ -500,13 +524,16 @@ class SuccessDetector:
         """Content hash of weights + calibration: two detectors with the same version label identically."""
         self._require_model()
         if self._version is None:
-            digest = hashlib.sha256()
-            for name, tensor in sorted(self.model.state_dict().items()):
-                digest.update(name.encode())
-                digest.update(tensor.detach().cpu().numpy().tobytes())
-            digest.update(json.dumps([self.temperature, self.threshold, self.config.to_json_dict()], sort_keys=True).encode())
-            self._version = f"detector-{digest.hexdigest()[:12]}"
+            self._version = self._hash_version(self.config.to_json_dict())
         return self._version
+
+    def _hash_version(self, config_dict: dict[str, Any]) -> str:
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+        digest.update(json.dumps([self.temperature, self.threshold, config_dict], sort_keys=True).encode())
+        return f"detector-{digest.hexdigest()[:12]}"
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         from safetensors.torch import save_file
@@ -549,16 +576,21 @@ class SuccessDetector:
         detector.temperature = float(payload["temperature"])
         detector.threshold = float(payload["threshold"])
         detector.training_report = payload.get("training_report", {})
-        if detector.version != payload["version"]:
+        # hashed with the config as it was saved: a checkpoint from before a config field existed keeps its version
+        if detector._hash_version(payload["config"]) != payload["version"]:
             raise RuntimeError(f"the detector at {directory} does not match its recorded version {payload['version']}; retrain it")
+        detector._version = payload["version"]
         return detector
 
 
-def _class_weights(labels: np.ndarray) -> np.ndarray:
-    """Per-example loss weights giving both classes the same total weight (mean weight 1)."""
-    positives = max(1.0, float(labels.sum()))
-    negatives = max(1.0, float(len(labels) - labels.sum()))
-    return np.where(labels > 0.5, len(labels) / (2 * positives), len(labels) / (2 * negatives)).astype(np.float32)
+def _class_weights(labels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Per-example loss weights (`weights`, default 1, rescaled per class) giving both classes the same total
+    weight, with mean weight 1."""
+    weights = np.ones(len(labels), np.float32) if weights is None else np.asarray(weights, np.float32)
+    positive = labels > 0.5
+    positives = max(1e-12, float(weights[positive].sum()))
+    negatives = max(1e-12, float(weights[~positive].sum()))
+    return (weights * np.where(positive, len(labels) / (2 * positives), len(labels) / (2 * negatives))).astype(np.float32)
 
 
 def _weighted_nll(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
