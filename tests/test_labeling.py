@@ -37,6 +37,47 @@ def test_active_selection_picks_episodes_nearest_the_threshold():
         select_for_labeling(probs, 1, strategy="loudest")
 
 
+def test_mixed_selection_samples_low_scores_too_deterministically():
+    # 20 episodes; the threshold is high, so "threshold" alone spends everything on high-probability episodes
+    probs = {f"ep{i:02d}": i / 20 for i in range(20)}
+    nearest = select_for_labeling(probs, 6, threshold=0.9, strategy="threshold")
+    assert min(probs[e] for e in nearest) >= 0.7
+    mixed = select_for_labeling(probs, 6, threshold=0.9, strategy="mixed", seed=3)
+    assert len(mixed) == len(set(mixed)) == 6
+    assert mixed[:3] == nearest[:3]  # half the budget (default share) nearest the threshold ...
+    sample = mixed[3:]  # ... and one draw from each of 3 probability strata of the other 17 (lowest first)
+    assert [probs[e] for e in sample] == sorted(probs[e] for e in sample)
+    assert probs[sample[0]] < 0.3 and not set(sample) & set(mixed[:3])
+    assert select_for_labeling(probs, 6, threshold=0.9, strategy="mixed", seed=3) == mixed  # same seed, same pick
+    assert any(select_for_labeling(probs, 6, threshold=0.9, strategy="mixed", seed=s) != mixed for s in range(4, 10))
+    # the share is configurable: 0 is the threshold strategy, 1 is all sampled (one draw per stratum)
+    assert select_for_labeling(probs, 6, threshold=0.9, strategy="mixed", random_share=0.0) == nearest
+    everywhere = select_for_labeling(probs, 4, threshold=0.9, strategy="mixed", random_share=1.0, seed=0)
+    assert [int(probs[e] * 20) // 5 for e in everywhere] == [0, 1, 2, 3]
+    assert len(select_for_labeling(probs, 5, strategy="mixed", random_share=0.3)) == 5
+    # a budget past the pool labels every episode; ties are broken by episode id
+    assert sorted(select_for_labeling(probs, 50, strategy="mixed")) == sorted(probs)
+    assert select_for_labeling({"b": 0.5, "a": 0.5, "c": 0.1}, 1, threshold=0.5, strategy="mixed", random_share=0.0) == ["a"]
+    for bad in (-0.1, 1.5, float("nan"), True, "half", None):
+        with pytest.raises(ValueError, match="random_share"):
+            select_for_labeling(probs, 2, strategy="mixed", random_share=bad)
+    with pytest.raises(ValueError, match="budget"):
+        select_for_labeling(probs, -1, strategy="mixed")
+
+
+def test_label_store_mixed_strategy_records_seed_and_share(tmp_path, store_and_detector):
+    _, detector = store_and_detector
+    store = synthetic_verifier_store(tmp_path / "store", num_demos=2, num_autonomous=6)
+    oracle = OracleLabelSource(budget=4)
+    version = label_store(store, detector, label_source=oracle, strategy="mixed", seed=7, random_share=0.5)
+    probs = detector.predict_episodes(store, [f"auto{i}" for i in range(6)])
+    assert oracle.asked == select_for_labeling(probs, 4, threshold=detector.threshold, strategy="mixed", seed=7)
+    import json
+
+    record = json.loads(read_label_set(store.root, version).note)
+    assert record["strategy"] == "mixed" and record["selection_seed"] == 7 and record["random_share"] == 0.5
+
+
 def test_oracle_budget_is_enforced_and_counted(store_and_detector):
     store, _ = store_and_detector
     oracle = OracleLabelSource(budget=2)

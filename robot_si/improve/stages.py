@@ -191,7 +191,7 @@ def label(run: Run, cfg: DictConfig, round_index: int, *, budget: int | None = N
     `budget` (default `labeling.budget`) and `suffix` serve the wrong-verifier guard's second pass, which asks
     for more labels and relabels (labels already given are carried over, never asked twice)."""
     from robot_si.verify.labeler import label_store, labelling_summary
-    from robot_si.verify.labeling import make_label_source
+    from robot_si.verify.labeling import DEFAULT_RANDOM_SHARE, make_label_source
 
     detector, progress = _load_verifier(run, round_index - 1)
     labeling = cfg.labeling
@@ -203,7 +203,9 @@ def label(run: Run, cfg: DictConfig, round_index: int, *, budget: int | None = N
 
     if version not in list_label_versions(store.root):  # a resumed stage whose version was already committed
         label_store(store, detector, progress, label_source=source, version=version, round=round_index,
-                    strategy=labeling.strategy, note=f"robot-si improve round {round_index}")
+                    strategy=labeling.strategy, seed=int(cfg.seed) + round_index,
+                    random_share=float(labeling.get("random_share", DEFAULT_RANDOM_SHARE)),
+                    note=f"robot-si improve round {round_index}")
     summary = labelling_summary(store.root, version)
     round_ids = {m.episode_id for m in store.episodes() if m.round == round_index}
     return {

@@ -106,7 +106,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def label(cfg: DictConfig) -> dict[str, Any]:
     from robot_si.verify.detector import SuccessDetector
     from robot_si.verify.labeler import label_store, labelling_summary
-    from robot_si.verify.labeling import make_label_source
+    from robot_si.verify.labeling import DEFAULT_RANDOM_SHARE, make_label_source
     from robot_si.verify.progress import ProgressModel
 
     _require(cfg, "detector", "store", action="label")
@@ -119,7 +119,8 @@ def label(cfg: DictConfig) -> dict[str, Any]:
     source = make_label_source(cfg.labeling.source, budget=int(cfg.labeling.budget), media_dir=cfg.labeling.media_dir)
     version = label_store(
         store, detector, progress, label_source=source, version=cfg.labeling.version, round=cfg.labeling.round,
-        strategy=cfg.labeling.strategy,
+        strategy=cfg.labeling.strategy, seed=int(cfg.labeling.get("seed", 0)),
+        random_share=float(cfg.labeling.get("random_share", DEFAULT_RANDOM_SHARE)),
     )
     summary = labelling_summary(store.root, version)
     print(f"label version {version} in {store.root}: {summary['episodes_labelled']} episodes, "

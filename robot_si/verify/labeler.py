@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from robot_si.verify.labeling import LabelSource, select_for_labeling
+from robot_si.verify.labeling import DEFAULT_RANDOM_SHARE, LabelSource, select_for_labeling
 
 BUDGETED_SOURCES = ("human", "oracle")
 
@@ -43,6 +43,8 @@ def label_store(
     version: str | None = None,
     round: int | None = None,
     strategy: str = "threshold",
+    seed: int = 0,
+    random_share: float = DEFAULT_RANDOM_SHARE,
     note: str = "",
 ) -> str:
     """Label every episode of `store` and commit a new label version; returns its name.
@@ -51,7 +53,8 @@ def label_store(
     - `progress_model`: a trained `ProgressModel`, or None for episode labels only (no per-frame fields).
     - `label_source` / `budget`: ask at most `budget` (default: the source's remaining budget) episodes of
       `round` (default: any round), non-demo and not labelled before, chosen by `strategy` (see
-      `select_for_labeling`); their answers override the detector's decision, skipped ones keep it.
+      `select_for_labeling`, with `seed` and `random_share` for the sampled part); their answers override the
+      detector's decision, skipped ones keep it.
     - `version`: the new version's name (None: the next "vNNNN").
     """
     from robot_si.data.labels import EpisodeLabel, write_label_set
@@ -75,7 +78,8 @@ def label_store(
             for m in metas
             if m.source != "demo" and m.episode_id not in carried and (round is None or m.round == round)
         }
-        chosen = select_for_labeling(candidates, allowed, threshold=detector.threshold, strategy=strategy)
+        chosen = select_for_labeling(candidates, allowed, threshold=detector.threshold, strategy=strategy, seed=seed,
+                                     random_share=random_share)
         answers = label_source.ask_many(store, chosen)
 
     episode_labels, frame_labels = [], {}
@@ -105,6 +109,8 @@ def label_store(
         "progress_version": progress_model.version if progress_model is not None else None,
         "label_source": label_source.name if label_source is not None else None,
         "strategy": strategy,
+        "selection_seed": seed,
+        "random_share": random_share if strategy == "mixed" else None,
         "round": round,
         "asked": list(answers),
         "labels_spent": len(answers),

@@ -10,7 +10,8 @@ Owns:
 - `HumanLabelSource`: writes a GIF and a contact sheet of the episode, prints their paths and the instruction,
   and reads y / n / s(kip) at the terminal. Without a terminal it refuses with a clear error.
 - `select_for_labeling`: active selection of which episodes to spend the budget on (those nearest the
-  operating threshold, or most uncertain), deterministic with ties broken by episode id.
+  operating threshold, or most uncertain, or a mix of those and a sample stratified over the detector's
+  scores), deterministic given the seed, with ties broken by episode id.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-SELECTION_STRATEGIES = ("threshold", "uncertainty", "random")
+SELECTION_STRATEGIES = ("threshold", "uncertainty", "random", "mixed")
 DEFAULT_BUDGET = 20
+DEFAULT_RANDOM_SHARE = 0.5  # "mixed": share of the budget spent on the stratified sample
 
 
 class LabelBudgetExhausted(RuntimeError):
@@ -162,22 +164,42 @@ def select_for_labeling(
     threshold: float = 0.5,
     strategy: str = "threshold",
     seed: int = 0,
+    random_share: float = DEFAULT_RANDOM_SHARE,
 ) -> list[str]:
     """Which episodes to spend `budget` labels on.
 
     - `threshold`: nearest the operating threshold (labels there change accept/reject decisions most);
     - `uncertainty`: probability nearest 0.5 (most uncertain under a calibrated detector);
-    - `random`: a seeded random sample (the baseline active selection should beat).
-    Ties are broken by episode id so the choice is reproducible.
+    - `random`: a seeded random sample (the baseline active selection should beat);
+    - `mixed`: round(`random_share` * budget) episodes drawn as a seeded sample stratified over the detector's
+      probabilities (the candidates ranked by probability, cut into that many equal strata, one drawn from
+      each), the rest nearest the operating threshold. The threshold alone spends a budget on one side of
+      the decision (mostly successes when the threshold is high); the stratified part also labels the
+      episodes the detector scores low, so failures are labelled and the calibration sees the whole range.
+    Ties are broken by episode id so the choice is reproducible; the result lists the threshold picks
+    (nearest first), then the sample (lowest probability first).
     """
     if strategy not in SELECTION_STRATEGIES:
         raise ValueError(f"unknown selection strategy {strategy!r}; choose one of {SELECTION_STRATEGIES}")
-    if budget < 0:
-        raise ValueError(f"budget must be >= 0 (got {budget})")
+    if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 0:
+        raise ValueError(f"budget must be an int >= 0 (got {budget!r})")
+    if (isinstance(random_share, bool) or not isinstance(random_share, int | float | np.integer | np.floating)
+            or not 0.0 <= float(random_share) <= 1.0):
+        raise ValueError(f"random_share must be a number in [0, 1] (the share of a 'mixed' budget spent on the "
+                         f"stratified sample; got {random_share!r})")
     episode_ids = sorted(success_probs)
     if strategy == "random":
         rng = np.random.default_rng(seed)
         return [episode_ids[i] for i in sorted(rng.permutation(len(episode_ids))[:budget])]
-    center = threshold if strategy == "threshold" else 0.5
+    center = 0.5 if strategy == "uncertainty" else threshold
     ranked = sorted(episode_ids, key=lambda e: (abs(float(success_probs[e]) - center), e))
-    return ranked[:budget]
+    if strategy != "mixed":
+        return ranked[:budget]
+    budget = min(int(budget), len(episode_ids))
+    num_sample = int(np.floor(float(random_share) * budget + 0.5))
+    nearest = ranked[: budget - num_sample]
+    rest = sorted(set(episode_ids) - set(nearest), key=lambda e: (float(success_probs[e]), e))
+    rng = np.random.default_rng(seed)
+    edges = np.linspace(0, len(rest), num_sample + 1).round().astype(int)
+    sample = [rest[int(rng.integers(lo, hi))] for lo, hi in zip(edges[:-1], edges[1:], strict=True) if hi > lo]
+    return nearest + sample
