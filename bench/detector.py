@@ -6,7 +6,8 @@ Recipe, as `robot-si improve` runs it (no ground truth in training except the bu
 2. autonomous-like episodes with mixed success: the scripted expert at noise 0.3 / 0.45 / 0.6 (`--noises`;
    roughly 25-90 % success per task, longer when failing) stands in for a round's mediocre policy;
 3. detector v0 (demos only, default config) labels those episodes and an oracle budget (`--budget`, 20) is spent
-   on the ones nearest its operating threshold (active selection), exactly like the loop's label stage;
+   by active selection (`--strategy`: nearest its operating threshold, or `mixed` with a stratified sample),
+   exactly like the loop's label stage;
 4. detector v1 retrained on demos + the oracle-labelled episodes (the next round's verifier);
 5. audit against ground truth on held-out episodes of the same mediocre policy (other seeds) — the primary
    number — and on other policies (expert at noise 0.3 and 1.0) with held-out instruction paraphrases:
@@ -16,6 +17,7 @@ Recipe, as `robot-si improve` runs it (no ground truth in training except the bu
 Writes `--out` (bench/results/detector.json), bench/results/detector_{reliability,roc}.png and prints Markdown.
 
     python bench/detector.py [--tasks reach button ...] [--demos 10] [--rollouts 6] [--heldout 8] [--budget 20]
+        [--seed 0] [--strategy threshold|mixed] [--labelled-weight W] [--threads 1]
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ def parse_args(argv):
     parser.add_argument("--label", default="current", help="name of this run in the results file (e.g. before/after)")
     parser.add_argument("--out", default=str(RESULTS / "detector.json"))
     parser.add_argument("--plots", action="store_true", help="write the v1 reliability/ROC PNGs to bench/results")
+    parser.add_argument("--seed", type=int, default=0, help="detector seed (v0 and v1) and the selection's sampling seed")
+    parser.add_argument("--strategy", default="threshold", help="active selection: threshold | uncertainty | random | mixed")
+    parser.add_argument("--random-share", type=float, default=0.5, help="mixed: share of the budget sampled (stratified)")
+    parser.add_argument("--labelled-weight", type=float, default=None,
+                        help="v1 DetectorConfig.labelled_episode_weight (default: the config's default)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (shared machines: 1)")
     return parser.parse_args(argv)
 
 
@@ -63,6 +71,11 @@ def main(argv=None) -> dict:
     from robot_si.verify.labeler import labelling_summary
     from robot_si.verify.testing import record_expert_rollouts
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    v1_overrides = {} if args.labelled_weight is None else {"labelled_episode_weight": args.labelled_weight}
     workdir = Path(args.workdir)
     if args.fresh and workdir.exists():
         shutil.rmtree(workdir)
@@ -92,15 +105,16 @@ def main(argv=None) -> dict:
     # frozen features are cached on disk (episodes are immutable), so reruns only train and audit
     cache = FeatureCache(make_encoders(args.encoder), cache_dir=workdir / "feature_cache")
     start = time.perf_counter()
-    detector_v0 = SuccessDetector(DetectorConfig(encoder=args.encoder), feature_cache=cache)
+    detector_v0 = SuccessDetector(DetectorConfig(encoder=args.encoder, seed=args.seed), feature_cache=cache)
     report_v0 = detector_v0.fit_stores([demos])
     oracle = OracleLabelSource(budget=args.budget)
-    version = label_store(rollouts, detector_v0, None, label_source=oracle, round=1)
+    version = label_store(rollouts, detector_v0, None, label_source=oracle, round=1, strategy=args.strategy,
+                          seed=args.seed, random_share=args.random_share)
     summary = labelling_summary(rollouts.root, version)
     timings["detector_v0_and_label_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    detector = SuccessDetector(DetectorConfig(encoder=args.encoder), feature_cache=cache)
+    detector = SuccessDetector(DetectorConfig(encoder=args.encoder, seed=args.seed, **v1_overrides), feature_cache=cache)
     report_v1 = detector.fit_stores([demos, rollouts], label_version=version)
     timings["detector_v1_train_s"] = time.perf_counter() - start
 
@@ -137,6 +151,9 @@ def main(argv=None) -> dict:
                                       "policies": "expert noise 0.3 and 1.0, held-out paraphrases"}
                                      if args.other_policies else None),
             "oracle_budget": args.budget, "oracle_labels_spent": oracle.spent,
+            "selection": {"strategy": args.strategy, "seed": args.seed,
+                          "random_share": args.random_share if args.strategy == "mixed" else None},
+            "labelled_episode_weight_v1": detector.config.labelled_episode_weight,
             "training_examples_by_source_v1": report_v1["examples_by_source"],
         },
         "label_round": {k: v for k, v in summary.items() if k != "labelled_sample"},
