@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(600)
 
 def _improve_command(runs_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "robot_si.cli", "improve", "preset=smoke", "name=smoke",
-            f"runs_dir={runs_dir}", "progress=false", *extra]
+            f"runs_dir={runs_dir}", "progress=false", "tracking.tensorboard=true", *extra]
 
 
 def _manifest(run_dir: Path, round_index: int) -> dict:
@@ -65,6 +65,22 @@ def test_killed_run_resumes_without_redoing_completed_stages(smoke_run):
     # no episode twice: demos and autonomous stores hold exactly the requested episodes
     assert len(EpisodeStore(run_dir / "store" / "demos").episodes()) == 4
     assert len(EpisodeStore(run_dir / "store" / "autonomous").episodes()) == 4
+
+
+def test_tensorboard_has_each_round_once_after_the_resume(smoke_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = smoke_run[0]
+    rounds = json.loads((run_dir / "summary.json").read_text())["rounds"]
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    success = events.Scalars("round/success_rate_gt")
+    assert [e.step for e in success] == [0, 1]
+    assert [e.value for e in success] == pytest.approx([r["success_rate_gt"] for r in rounds])
+    assert [e.value for e in events.Scalars("success_per_task/reach")] == pytest.approx(
+        [r["success_per_task"]["reach"]["success_rate"] for r in rounds])
+    assert [e.value for e in events.Scalars("phase_seconds/train")] == pytest.approx(
+        [r["phase_seconds"]["train"] for r in rounds])
 
 
 def test_smoke_run_writes_summary_metrics_report_and_checkpoints(smoke_run):

@@ -28,6 +28,7 @@ from robot_si.improve import stages
 from robot_si.improve.guards import collapse_guard, diversity_guard, verifier_guard
 from robot_si.improve.manifest import RoundManifest, atomic_write_json
 from robot_si.improve.report import write_metrics, write_report, write_summary
+from robot_si.improve.tracking import make_tracker
 
 # Which phase timer each stage's seconds count toward in summary.json.
 PHASE_OF_STAGE = {
@@ -226,8 +227,10 @@ def run_improve(cfg: DictConfig, log: Callable[[str], None] = print) -> Path:
     config_dict = OmegaConf.to_container(cfg, resolve=True)
     log(f"robot-si improve: {run.root} (tasks {list(cfg.tasks)}, {cfg.rounds} rounds, {cfg.weighting.method})")
 
+    tracker = make_tracker(cfg.get("tracking"), run.root)
     log("round 0: demos, behaviour cloning, verifier")
     rounds = [round_zero(run, log)]
+    tracker.log_round(rounds[0])
     best_round, best_success = 0, rounds[0].get("success_rate_gt")
     for round_index in range(1, cfg.rounds + 1):
         log(f"round {round_index}: collect -> label -> weight -> train -> evaluate/audit (policy of round {best_round})")
@@ -239,8 +242,10 @@ def run_improve(cfg: DictConfig, log: Callable[[str], None] = print) -> Path:
             if best_success is None or success is None or success >= best_success:
                 best_round, best_success = round_index, success
         summary["best_round"] = best_round
+        tracker.log_round(summary)
         write_summary(run.root, config_dict, rounds)  # readable while the run goes on
         write_metrics(run.root, rounds)
+    tracker.close()
     write_summary(run.root, config_dict, rounds)
     write_metrics(run.root, rounds)
     atomic_write_json(run.root / "best.json", {"best_round": best_round, "success_rate_gt": best_success,
