@@ -186,13 +186,66 @@ def test_keypoint_head_trains_and_round_trips(tmp_path):
         CompactVLAConfig(feature_map_strides=(3,))
 
 
+def test_keypoint_head_3x3_conv_trains_and_round_trips(tmp_path):
+    policy, batch = _ready(keypoints=2, keypoint_kernel_size=3, flat_map_features=False, feature_map_strides=(8,), pixel_map_stride=2)
+    assert all(head.inner.kernel_size == (3, 3) for head in policy.keypoint_heads)
+    loss, _ = policy(batch)
+    loss.backward()
+    assert all(head.inner.weight.grad.abs().sum() > 0 for head in policy.keypoint_heads)
+    policy.eval()
+    policy.save_pretrained(tmp_path / "ckpt")
+    loaded = CompactVLAPolicy.from_pretrained(tmp_path / "ckpt")
+    assert loaded.config.keypoint_kernel_size == 3
+    assert torch.equal(loaded.predict_action_chunk(batch), policy.predict_action_chunk(batch))
+    with pytest.raises(ValueError, match="keypoint_kernel_size must be 1 or 3"):
+        CompactVLAConfig(keypoint_kernel_size=5)
+
+
+def test_map_shift_moves_every_map_by_one_pixel_offset_in_training_only():
+    policy, batch = _ready(keypoints=2, flat_map_features=False, feature_map_strides=(4, 8), pixel_map_stride=2, map_shift_px=4)
+    shapes = policy.image_encoder.map_shapes  # 32 px: (3, 16, 16) stride 2, (24, 8, 8) stride 4, (40, 4, 4) stride 8
+    batch_size = 64
+    maps = []
+    for channels, height, width in shapes:  # one hot cell in the middle of every map, all channels
+        grid = torch.zeros(batch_size, channels, height, width)
+        grid[:, :, height // 2, width // 2] = 1.0
+        maps.append(grid.flatten(1))
+    torch.manual_seed(0)
+    shifted = policy._shift_maps(maps)
+    moves = []
+    for (channels, height, width), grid in zip(shapes, shifted, strict=True):
+        grid = grid.view(batch_size, channels, height, width)
+        assert torch.equal(grid.sum(dim=(2, 3)), torch.ones(batch_size, channels))  # moved, not lost (offset < half a map)
+        flat = grid[:, 0].flatten(1).argmax(dim=1)
+        moves.append(torch.stack([flat % width - width // 2, flat // width - height // 2], dim=1) * (32 // width))  # pixels
+    pixel_moves = moves[0]  # stride 2: exact to 2 px
+    assert pixel_moves.abs().max() <= 4 and len(torch.unique(pixel_moves, dim=0)) > 5  # several offsets drawn, within the limit
+    for stride, move in zip((4, 8), moves[1:], strict=True):
+        assert (move - pixel_moves).abs().max() <= stride  # the same offset per sample, rounded to each map's cells
+    # training forwards differ (fresh offsets); eval forwards are deterministic and unshifted
+    policy.train()
+    torch.manual_seed(1)
+    first, _ = policy(batch, reduction="none")
+    second, _ = policy(batch, reduction="none")
+    assert not torch.equal(first, second)
+    policy.eval()
+    plain, _ = _ready(keypoints=2, flat_map_features=False, feature_map_strides=(4, 8), pixel_map_stride=2)
+    plain.eval()
+    assert torch.equal(policy.predict_action_chunk(batch), plain.predict_action_chunk(batch))
+    with pytest.raises(ValueError, match="map_shift_px must be an int in"):
+        CompactVLAConfig(map_shift_px=-1)
+    with pytest.raises(ValueError, match="map_shift_px=2 shifts feature maps"):
+        CompactVLAConfig(map_shift_px=2, keypoints=0, pixel_map_stride=0, image_pooling="mean")
+
+
 def test_checkpoint_saved_before_keypoints_existed_still_loads(tmp_path):
     policy, batch = _ready(keypoints=0, flat_map_features=True, feature_map_strides=(8, 16), pixel_map_stride=0)
     policy.eval()
     policy.save_pretrained(tmp_path / "old")
     config_path = tmp_path / "old" / "config.json"
     config = json.loads(config_path.read_text())
-    for name in ("keypoints", "keypoint_hidden_dim", "flat_map_features", "feature_map_strides", "pixel_map_stride"):
+    for name in ("keypoints", "keypoint_hidden_dim", "flat_map_features", "feature_map_strides", "pixel_map_stride",
+                 "keypoint_kernel_size", "map_shift_px"):
         del config[name]  # what a checkpoint from before these fields holds
     config_path.write_text(json.dumps(config))
     loaded = CompactVLAPolicy.from_pretrained(tmp_path / "old")

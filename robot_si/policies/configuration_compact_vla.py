@@ -16,7 +16,8 @@ POLICY_TYPE = "compact_vla"
 CONFIG_NAME = "config.json"
 # Fields added after checkpoints were already being saved, with the value that reproduces how those older
 # checkpoints were built; `CompactVLAPolicy.from_pretrained` fills them in when a config.json lacks them.
-LEGACY_FIELD_VALUES = {"feature_map_strides": [8, 16], "pixel_map_stride": 0, "keypoints": 0, "keypoint_hidden_dim": 64, "flat_map_features": True}
+LEGACY_FIELD_VALUES = {"feature_map_strides": [8, 16], "pixel_map_stride": 0, "keypoints": 0, "keypoint_hidden_dim": 64, "flat_map_features": True,
+                       "keypoint_kernel_size": 1, "map_shift_px": 0}
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -52,7 +53,14 @@ class CompactVLAConfig:
             coordinates (x, y) of each keypoint feed the trunk. Where the named object is becomes a few numbers the
             same function of the image everywhere, which generalizes to new layouts far better than a linear layer
             on the flattened maps.
-        keypoint_hidden_dim: channels of the keypoint head's hidden 1x1 conv.
+        keypoint_hidden_dim: channels of the keypoint head's hidden conv.
+        keypoint_kernel_size: kernel of the keypoint head's hidden conv (1 or 3; 3 sees each cell's neighbours, e.g.
+            an object's edge against the table, at 9x the head's first-layer weights).
+        map_shift_px: training-time random-shift augmentation (DrQ's pad + random crop) of the feature maps, in input
+            pixels (0 = off; needs image_pooling="multiscale"). Each training sample draws one offset (dx, dy) in
+            [-map_shift_px, map_shift_px] pixels and every map is shifted by round(offset / its stride) cells with
+            edge replication; it works on the trainer's cached maps, so the frozen backbone is not rerun. Never
+            applied in eval mode.
         flat_map_features: also feed the flattened feature maps through the linear image projection (True: the
             multiscale behaviour before keypoints; with few demos it memorizes layouts). The pooled 1280-d features
             always go in.
@@ -92,6 +100,8 @@ class CompactVLAConfig:
     pixel_map_stride: int = 2
     keypoints: int = 16
     keypoint_hidden_dim: int = 64
+    keypoint_kernel_size: int = 1
+    map_shift_px: int = 0
     flat_map_features: bool = False
     image_projection_dim: int = 256
     state_indices: tuple[int, ...] | None = None
@@ -139,6 +149,14 @@ class CompactVLAConfig:
         if isinstance(self.keypoints, bool) or not isinstance(self.keypoints, int) or self.keypoints < 0:
             raise ValueError(f"keypoints must be an int >= 0 (got {self.keypoints!r}); 0 turns the keypoint head off")
         _positive_int("keypoint_hidden_dim", self.keypoint_hidden_dim)
+        if isinstance(self.keypoint_kernel_size, bool) or self.keypoint_kernel_size not in (1, 3):
+            raise ValueError(f"keypoint_kernel_size must be 1 or 3 (got {self.keypoint_kernel_size!r})")
+        if isinstance(self.map_shift_px, bool) or not isinstance(self.map_shift_px, int) or not 0 <= self.map_shift_px <= self.image_size // 4:
+            raise ValueError(f"map_shift_px must be an int in [0, image_size // 4 = {self.image_size // 4}] pixels "
+                             f"(got {self.map_shift_px!r}); 0 turns the random-shift augmentation off")
+        if self.map_shift_px and self.image_pooling != "multiscale":
+            raise ValueError(f"map_shift_px={self.map_shift_px} shifts feature maps, which needs image_pooling='multiscale' "
+                             f"(got {self.image_pooling!r}); set map_shift_px=0")
         if self.keypoints and self.image_pooling != "multiscale":
             raise ValueError(f"keypoints={self.keypoints} needs image_pooling='multiscale' (got {self.image_pooling!r}); "
                              "set keypoints=0 or image_pooling=multiscale")

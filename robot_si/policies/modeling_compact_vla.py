@@ -63,11 +63,13 @@ class SpatialKeypoints(nn.Module):
     learned at one place of the table transfers to every other place.
     """
 
-    def __init__(self, channels: int, height: int, width: int, num_keypoints: int, hidden_dim: int, cond_dim: int) -> None:
+    def __init__(self, channels: int, height: int, width: int, num_keypoints: int, hidden_dim: int, cond_dim: int,
+                 kernel_size: int = 1) -> None:
         super().__init__()
         self.shape = (channels, height, width)
         self.norm = nn.GroupNorm(1, channels)
-        self.inner = nn.Conv2d(channels, hidden_dim, 1, bias=False)  # the FiLM shift is the bias
+        # the FiLM shift is the bias; a 3x3 kernel pads with the edge cells (zeros would read as a dark border)
+        self.inner = nn.Conv2d(channels, hidden_dim, kernel_size, padding=kernel_size // 2, padding_mode="replicate", bias=False)
         self.film = nn.Linear(cond_dim, 2 * hidden_dim)
         nn.init.zeros_(self.film.weight)
         nn.init.zeros_(self.film.bias)
@@ -115,7 +117,7 @@ class CompactVLAPolicy(nn.Module):
         if map_shapes and not config.flat_map_features:
             image_dim -= sum(c * h * w for c, h, w in map_shapes)  # only the pooled features are projected
         self.keypoint_heads = nn.ModuleList(
-            SpatialKeypoints(*shape, config.keypoints, config.keypoint_hidden_dim, hidden)
+            SpatialKeypoints(*shape, config.keypoints, config.keypoint_hidden_dim, hidden, config.keypoint_kernel_size)
             for _ in config.cameras for shape in (map_shapes if config.keypoints else [])
         )
         keypoint_dim = sum(head.output_dim for head in self.keypoint_heads) // len(config.cameras)
@@ -298,11 +300,33 @@ class CompactVLAPolicy(nn.Module):
                 parts.append(projection(features))
                 continue
             *maps, pooled = features.split([*map_sizes, features.shape[-1] - sum(map_sizes)], dim=-1)
+            if self.training and self.config.map_shift_px:
+                maps = self._shift_maps(maps)
+                if self.config.flat_map_features:
+                    features = torch.cat([*maps, pooled], dim=-1)
             parts.append(projection(features if self.config.flat_map_features else pooled))
             heads = self.keypoint_heads[camera * heads_per_camera:(camera + 1) * heads_per_camera]
             if self.config.keypoints:
                 parts.extend(head(feature_map, cond) for head, feature_map in zip(heads, maps, strict=True))
         return parts
+
+    def _shift_maps(self, maps: list[Tensor]) -> list[Tensor]:
+        """Random-shift augmentation of flattened maps (B, C*H*W): one offset in input pixels per sample, each map moved
+        by round(offset / stride) cells, edges replicated (DrQ's replicate-pad + random crop)."""
+        limit = self.config.map_shift_px
+        batch = len(maps[0])
+        offsets = torch.randint(-limit, limit + 1, (batch, 2), device=maps[0].device)  # (dx, dy) pixels
+        rows = torch.arange(batch, device=maps[0].device)[:, None, None]
+        shifted = []
+        for flat, (channels, height, width) in zip(maps, self.image_encoder.map_shapes, strict=True):
+            stride = self.config.image_size / width
+            cells = torch.round(offsets / stride).long()
+            ys = (torch.arange(height, device=flat.device) - cells[:, 1:2]).clamp(0, height - 1)  # (B, H)
+            xs = (torch.arange(width, device=flat.device) - cells[:, 0:1]).clamp(0, width - 1)  # (B, W)
+            grid = flat.view(batch, channels, height, width)
+            moved = grid.permute(0, 2, 3, 1)[rows, ys[:, :, None], xs[:, None, :]]  # (B, H, W, C)
+            shifted.append(moved.permute(0, 3, 1, 2).reshape(batch, -1))
+        return shifted
 
     def _head(self, fused: Tensor, task_features: Tensor | None, advantage_tokens: Tensor | None) -> Tensor:
         cond = torch.zeros_like(fused)
