@@ -186,6 +186,33 @@ def test_keypoint_head_trains_and_round_trips(tmp_path):
         CompactVLAConfig(feature_map_strides=(3,))
 
 
+def test_without_pooled_features_the_keypoints_are_the_only_image_input(tmp_path):
+    policy, batch = _ready(keypoints=2, flat_map_features=False, pooled_features=False, feature_map_strides=(8,), pixel_map_stride=2)
+    assert all(isinstance(projection, torch.nn.Identity) for projection in policy.image_projections)
+    features = policy.encode_images(batch)
+    pooled_size = features.shape[-1] - sum(c * h * w for c, h, w in policy.image_encoder.map_shapes)
+    scrambled = features.clone()
+    scrambled[:, -pooled_size:] = torch.randn(len(features), pooled_size)  # any pooled features: same actions
+    policy.eval()
+    assert torch.equal(policy.predict_action_chunk({**batch, "observation.image_features": features}),
+                       policy.predict_action_chunk({**batch, "observation.image_features": scrambled}))
+    moved = features.clone()
+    moved[:, :3 * 16 * 16] = moved[:, :3 * 16 * 16].flip(-1)  # the pixel map itself does change them
+    assert not torch.equal(policy.predict_action_chunk({**batch, "observation.image_features": features}),
+                           policy.predict_action_chunk({**batch, "observation.image_features": moved}))
+    policy.train()
+    loss, _ = policy(batch)
+    loss.backward()
+    assert all(head.score.weight.grad.abs().sum() > 0 for head in policy.keypoint_heads)
+    policy.eval()
+    policy.save_pretrained(tmp_path / "ckpt")
+    loaded = CompactVLAPolicy.from_pretrained(tmp_path / "ckpt")
+    assert loaded.config.pooled_features is False
+    assert torch.equal(loaded.predict_action_chunk(batch), policy.predict_action_chunk(batch))
+    with pytest.raises(ValueError, match="pooled_features=False leaves the keypoints as the only image input"):
+        CompactVLAConfig(pooled_features=False, keypoints=0)
+
+
 def test_keypoint_head_3x3_conv_trains_and_round_trips(tmp_path):
     policy, batch = _ready(keypoints=2, keypoint_kernel_size=3, flat_map_features=False, feature_map_strides=(8,), pixel_map_stride=2)
     assert all(head.inner.kernel_size == (3, 3) for head in policy.keypoint_heads)
@@ -239,7 +266,7 @@ def test_map_shift_moves_every_map_by_one_pixel_offset_in_training_only():
 
 
 def test_checkpoint_saved_before_keypoints_existed_still_loads(tmp_path):
-    policy, batch = _ready(keypoints=0, flat_map_features=True, feature_map_strides=(8, 16), pixel_map_stride=0)
+    policy, batch = _ready(keypoints=0, flat_map_features=True, pooled_features=True, feature_map_strides=(8, 16), pixel_map_stride=0)
     policy.eval()
     policy.save_pretrained(tmp_path / "old")
     config_path = tmp_path / "old" / "config.json"

@@ -113,7 +113,7 @@ from robot_si.train import TrainConfig, Trainer
 from robot_si.train.testing import SyntheticChunkDataset, tiny_policy_config
 out = sys.argv[1]
 torch.manual_seed(0)
-policy = CompactVLAPolicy(tiny_policy_config(keypoints=0, pixel_map_stride=0))
+policy = CompactVLAPolicy(tiny_policy_config(keypoints=0, pixel_map_stride=0, pooled_features=True))
 config = TrainConfig(steps=8, batch_size=4, lr=3e-3, warmup_steps=2, progress=False, save_every=4, seed=0, device="cpu")
 result = Trainer(policy, SyntheticChunkDataset(32), config, out).train()
 rank = torch.distributed.get_rank()
@@ -137,7 +137,7 @@ def test_ddp_two_processes_match_one_process_on_combined_batch(tmp_path):
     torch.manual_seed(0)
     # keypoint heads on the 2x2 stride-16 map of a 32 px random backbone get ~0 gradients, which Adam turns into
     # full steps whose sign is rounding noise (DDP sums in another order): this exactness check uses the plain trunk
-    single = CompactVLAPolicy(tiny_policy_config(keypoints=0, pixel_map_stride=0))
+    single = CompactVLAPolicy(tiny_policy_config(keypoints=0, pixel_map_stride=0, pooled_features=True))
     config = TrainConfig(steps=8, batch_size=8, lr=3e-3, warmup_steps=2, progress=False, save_every=None, seed=0, device="cpu")
     result = Trainer(single, SyntheticChunkDataset(32), config, tmp_path / "single").train()
 

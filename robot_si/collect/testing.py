@@ -21,7 +21,7 @@ def tiny_compact_vla(*, seed: int = 0, horizon: int = 4, n_action_steps: int = 2
 
     torch.manual_seed(seed)
     config = CompactVLAConfig(
-        image_size=image_size, pretrained_vision=False, use_text=use_text, image_pooling="mean", pixel_map_stride=0, keypoints=0,
+        image_size=image_size, pretrained_vision=False, use_text=use_text, image_pooling="mean", pixel_map_stride=0, keypoints=0, pooled_features=True,
         image_projection_dim=16, state_hidden_dim=16, hidden_dim=32, num_blocks=1, horizon=horizon,
         n_action_steps=n_action_steps,
     )

@@ -17,7 +17,7 @@ CONFIG_NAME = "config.json"
 # Fields added after checkpoints were already being saved, with the value that reproduces how those older
 # checkpoints were built; `CompactVLAPolicy.from_pretrained` fills them in when a config.json lacks them.
 LEGACY_FIELD_VALUES = {"feature_map_strides": [8, 16], "pixel_map_stride": 0, "keypoints": 0, "keypoint_hidden_dim": 64, "flat_map_features": True,
-                       "keypoint_kernel_size": 1, "map_shift_px": 0}
+                       "keypoint_kernel_size": 1, "map_shift_px": 0, "pooled_features": True}
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -62,8 +62,11 @@ class CompactVLAConfig:
             edge replication; it works on the trainer's cached maps, so the frozen backbone is not rerun. Never
             applied in eval mode.
         flat_map_features: also feed the flattened feature maps through the linear image projection (True: the
-            multiscale behaviour before keypoints; with few demos it memorizes layouts). The pooled 1280-d features
-            always go in.
+            multiscale behaviour before keypoints; with few demos it memorizes layouts).
+        pooled_features: feed the globally pooled 1280-d backbone features through the image projection (True, the
+            behaviour before this field). False (needs keypoints > 0, flat_map_features=False) leaves the keypoint
+            coordinates as the policy's only image input: a pooled vector of the whole scene is another way to
+            memorize the demo layouts.
         image_projection_dim: image features are projected to this size per camera.
         state_indices: which entries of `observation.state` the policy sees (None = all). Leaving out velocities
             ([0, 1, 2, 3] = end-effector xyz + gripper opening for robot_si envs) stops the "copycat" shortcut of
@@ -96,13 +99,14 @@ class CompactVLAConfig:
     freeze_vision: bool = True
     trainable_vision_blocks: int = 0
     image_pooling: str = "multiscale"
-    feature_map_strides: tuple[int, ...] = (8, 16)
+    feature_map_strides: tuple[int, ...] = (16,)
     pixel_map_stride: int = 2
     keypoints: int = 16
     keypoint_hidden_dim: int = 64
     keypoint_kernel_size: int = 1
     map_shift_px: int = 0
     flat_map_features: bool = False
+    pooled_features: bool = False
     image_projection_dim: int = 256
     state_indices: tuple[int, ...] | None = None
     state_hidden_dim: int = 128
@@ -160,6 +164,10 @@ class CompactVLAConfig:
         if self.keypoints and self.image_pooling != "multiscale":
             raise ValueError(f"keypoints={self.keypoints} needs image_pooling='multiscale' (got {self.image_pooling!r}); "
                              "set keypoints=0 or image_pooling=multiscale")
+        if not self.pooled_features and (not self.keypoints or self.flat_map_features or self.image_pooling != "multiscale"):
+            raise ValueError("pooled_features=False leaves the keypoints as the only image input, so it needs "
+                             f"image_pooling='multiscale', keypoints > 0 and flat_map_features=False (got {self.image_pooling!r}, "
+                             f"{self.keypoints}, {self.flat_map_features}); set pooled_features=true")
         if self.state_indices is not None:
             self.state_indices = tuple(self.state_indices)
             if not self.state_indices or len(set(self.state_indices)) != len(self.state_indices) or not all(

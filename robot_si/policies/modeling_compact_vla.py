@@ -121,16 +121,19 @@ class CompactVLAPolicy(nn.Module):
             for _ in config.cameras for shape in (map_shapes if config.keypoints else [])
         )
         keypoint_dim = sum(head.output_dim for head in self.keypoint_heads) // len(config.cameras)
+        # without pooled features (and without flattened maps) the keypoints are the only image input
+        projects_features = config.pooled_features or config.flat_map_features or not map_shapes
         self.image_projections = nn.ModuleList(
             nn.Sequential(
                 nn.LayerNorm(image_dim), nn.Linear(image_dim, config.image_projection_dim), nn.GELU()
-            ) for _ in config.cameras
+            ) if projects_features else nn.Identity() for _ in config.cameras
         )
+        projection_dim = config.image_projection_dim if projects_features else 0
         state_inputs = config.state_dim if config.state_indices is None else len(config.state_indices)
         self.state_encoder = nn.Sequential(
             nn.Linear(state_inputs, config.state_hidden_dim), nn.GELU(), nn.Linear(config.state_hidden_dim, config.state_hidden_dim)
         )
-        fused_dim = len(config.cameras) * (config.image_projection_dim + keypoint_dim) + config.state_hidden_dim
+        fused_dim = len(config.cameras) * (projection_dim + keypoint_dim) + config.state_hidden_dim
         self.input_projection = nn.Linear(fused_dim, hidden)
         self.text_projection = nn.Sequential(nn.Linear(MINILM_DIM, hidden), nn.GELU()) if config.use_text else None
         self.advantage_embedding = nn.Embedding(3, hidden) if config.advantage_conditioning else None
@@ -304,7 +307,8 @@ class CompactVLAPolicy(nn.Module):
                 maps = self._shift_maps(maps)
                 if self.config.flat_map_features:
                     features = torch.cat([*maps, pooled], dim=-1)
-            parts.append(projection(features if self.config.flat_map_features else pooled))
+            if not isinstance(projection, nn.Identity):
+                parts.append(projection(features if self.config.flat_map_features else pooled))
             heads = self.keypoint_heads[camera * heads_per_camera:(camera + 1) * heads_per_camera]
             if self.config.keypoints:
                 parts.extend(head(feature_map, cond) for head, feature_map in zip(heads, maps, strict=True))
