@@ -320,8 +320,8 @@ def command_policy(data: dict) -> str:
             args += ["--steps", str(bc["train_steps"])]
         if episodes not in (None, 20):
             args += ["--eval-episodes", str(episodes)]
-        if bc.get("state_indices") not in (None, [0, 1, 2, 3]):
-            args += ["--state-indices", *map(str, bc["state_indices"] or [])]
+        if bc.get("state_indices") is not None:  # the script's default is every state entry (the policy default)
+            args += ["--state-indices", *map(str, bc["state_indices"])]
         if bc.get("image_pooling") not in (None, "multiscale"):
             args += ["--image-pooling", bc["image_pooling"]]
     tail = (" " + " ".join(args)) if args else ""

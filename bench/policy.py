@@ -127,6 +127,26 @@ def behaviour_cloning(
     }
 
 
+def describe_policy(config: CompactVLAConfig) -> str:
+    """One line naming what the policy's image input is, from its config (so the table never goes stale)."""
+    image_inputs = []
+    if config.image_pooling == "multiscale":
+        if config.pixel_map_stride:
+            image_inputs.append(f"pixels pooled x{config.pixel_map_stride}")
+        image_inputs += [f"stride-{s} map" for s in config.feature_map_strides]
+        image_inputs = [f"{config.keypoints} instruction-conditioned keypoints on each of: " + ", ".join(image_inputs)]
+        if config.pooled_features:
+            image_inputs.append("pooled 1280")
+        if config.flat_map_features:
+            image_inputs.append("flattened maps")
+    else:
+        image_inputs.append(f"{config.image_pooling} pooling")
+    backbone = "frozen" if config.freeze_vision else "fine-tuned"
+    return (f"CompactVLA defaults: {config.image_size} px, EfficientNet-Lite0 ImageNet {backbone} ({'; '.join(image_inputs)}), "
+            f"MiniLM instruction FiLM, hidden {config.hidden_dim} x {config.num_blocks} blocks, horizon {config.horizon}, "
+            f"n_action_steps {config.n_action_steps}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["reach"])
@@ -134,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2000, help="training steps (batch 64)")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--state-indices", type=int, nargs="*", default=[0, 1, 2, 3],
-                        help="state entries the policy sees (default: position + gripper, no velocities); none = all")
+    parser.add_argument("--state-indices", type=int, nargs="*", default=[],
+                        help="state entries the policy sees (default: all, the policy default; 0 1 2 3 = no velocities)")
     parser.add_argument("--image-pooling", default=CompactVLAConfig().image_pooling, choices=["mean", "grid", "multiscale"])
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-bc", action="store_true")
@@ -146,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "load_avg_start": list(os.getloadavg())},
-        "policy": "CompactVLA defaults: 64 px, EfficientNet-Lite0 ImageNet frozen (multiscale: stride-8 + stride-16 maps + pooled 1280), MiniLM "
-                  "instruction FiLM, hidden 256 x 3 blocks, horizon 8, n_action_steps 4",
+        "policy": describe_policy(CompactVLAConfig()),
     }
     if not args.skip_speed:
         print("training speed ...", flush=True)
