@@ -11,6 +11,7 @@ from robot_si.collect.rollout import collection_requests
 from robot_si.collect.seeds import COLLECTION_SEED_LIMIT
 from robot_si.collect.testing import FaultyPolicy, tiny_compact_vla
 from robot_si.data import EpisodeStore
+from robot_si.envs import make_env
 
 STEPS = 6  # short episodes keep the store writes (the slow part) cheap
 
@@ -41,6 +42,22 @@ def test_collect_writes_each_episode_with_metadata_and_audit(tmp_path):
     for phase in ("env_step_s", "render_s", "inference_s", "observation_s", "store_write_s"):
         assert phases[phase] >= 0.0
     assert metrics["env_steps"] == 4 * STEPS and metrics["mean_forward_batch"] > 1.0  # batched forwards
+
+
+def test_collected_episodes_keep_the_observation_the_env_ended_on(tmp_path):
+    _collect(tiny_compact_vla(), tmp_path / "store", tasks=("reach",))
+    store = EpisodeStore(tmp_path / "store")
+    for meta in store.episodes():
+        frames, terminal = store.load_episode(meta.episode_id), store.load_terminal(meta.episode_id)
+        assert terminal is not None and terminal["observation.images.front"].shape == (64, 64, 3)
+        # the state after the last action: replaying the episode's actions from its seed ends there
+        env = make_env("reach", image_size=64, max_episode_steps=STEPS)
+        observation, _ = env.reset(seed=meta.seed)
+        for action in frames["action"]:
+            observation, *_ = env.step(action)
+        env.close()
+        np.testing.assert_allclose(terminal["observation.state"], observation["observation.state"], atol=1e-6)
+        assert not np.allclose(terminal["observation.state"], frames["observation.state"][-1])
 
 
 def test_same_seeds_give_same_actions_and_frames():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("robot_si.envs.experts")
@@ -29,6 +30,22 @@ def test_records_n_per_task_and_resumes(tmp_path):
     assert set(shards_before) <= {p.name for p in EpisodeStore(root).shard_paths}
     with pytest.raises(ValueError, match="unknown tasks"):
         record_demos(["fly"], episodes_per_task=1, root=root, progress=False)
+
+
+def test_demos_keep_the_terminal_observation_the_expert_succeeded_on(tmp_path):
+    from robot_si.envs import make_env
+
+    metas = record_demos(["reach"], episodes_per_task=2, root=tmp_path / "demos", image_size=64, progress=False)
+    store = EpisodeStore(tmp_path / "demos")
+    for meta in metas:
+        terminal = store.load_terminal(meta.episode_id)
+        env = make_env("reach", image_size=64)
+        env.reset(seed=meta.seed)
+        for action in store.load_episode(meta.episode_id)["action"]:
+            observation, _, terminated, _, info = env.step(action)
+        env.close()
+        assert terminated and info["is_success"]
+        assert np.array_equal(terminal["observation.images.front"], observation["observation.images.front"])
 
 
 def test_dart_demos_store_clean_expert_actions_from_perturbed_states(tmp_path):

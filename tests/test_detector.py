@@ -126,13 +126,14 @@ def test_detector_saved_before_newer_config_fields_still_loads(tmp_path):
     detector.save_pretrained(tmp_path / "det")
     path = tmp_path / "det" / "detector_config.json"
     payload = json.loads(path.read_text())
-    for key in ("labelled_episode_weight", "balance_classes"):
+    for key in ("labelled_episode_weight", "balance_classes", "use_terminal_frame"):
         del payload["config"][key]
     payload["version"] = detector._hash_version(payload["config"])  # what the older code recorded
     path.write_text(json.dumps(payload))
     loaded = SuccessDetector.from_pretrained(tmp_path / "det", encoders=HashingEncoders())
     assert loaded.version == payload["version"]
     assert loaded.config.labelled_episode_weight == 1.0 and loaded.config.balance_classes is False
+    assert loaded.config.use_terminal_frame is False  # older detectors judged the last stored frame
     np.testing.assert_allclose(loaded.predict_proba(features), detector.predict_proba(features), rtol=1e-6)
     payload["version"] = "detector-000000000000"  # a tampered checkpoint is still refused
     path.write_text(json.dumps(payload))

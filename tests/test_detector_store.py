@@ -35,3 +35,31 @@ def test_detector_trained_on_demos_separates_success_from_failure(tmp_path):
     assert audit["auc"] > 0.5
     assert audit["per_task"][TASK]["episodes"] == 14
     assert np.isfinite(audit["ece"]) and (tmp_path / "audit" / "detector_roc.png").exists()
+
+
+def test_episode_clips_end_on_the_terminal_observation_where_the_store_has_one(tmp_path):
+    from robot_si.data.synthetic import synthetic_episode, synthetic_meta
+    from robot_si.verify.examples import build_training_examples
+    from robot_si.verify.features import HashingEncoders
+
+    store = EpisodeStore.create(tmp_path / "store", fps=10, image_size=32, state_dim=8, action_dim=4)
+    terminal_image = np.full((32, 32, 3), 255, np.uint8)  # unlike every stored frame
+    store.append_episode(synthetic_episode(5, image_size=32), synthetic_meta("ended", 5), audit_gt_success=True,
+                         terminal={"observation.images.front": terminal_image, "observation.state": np.ones(8, np.float32)})
+    store.append_episode(synthetic_episode(5, image_size=32, seed=1), synthetic_meta("older", 5, seed=1))
+    encoders = HashingEncoders()
+    expected_terminal = encoders.encode_images(terminal_image[None])[0]
+    expected_last = encoders.encode_images(store.load_episode("ended")["observation.images.front"][-1:])[0]
+    for use_terminal, last_feature in ((True, expected_terminal), (False, expected_last)):
+        config = DetectorConfig(encoder="hashing", use_state=True, use_terminal_frame=use_terminal)
+        clips = SuccessDetector(config, encoders=encoders).featurize([(store, "ended", None, None), (store, "older", None, None)])
+        np.testing.assert_allclose(clips.images[0, -1], last_feature, rtol=1e-6)
+        assert np.allclose(clips.states[0, -1], 1.0) == use_terminal
+        # an episode without one (written before terminals were kept) ends on its last stored frame either way
+        np.testing.assert_allclose(clips.images[1, -1], encoders.encode_images(
+            store.load_episode("older")["observation.images.front"][-1:])[0], rtol=1e-6)
+    ends = {(e.episode_id, e.label_source): e.end for e in build_training_examples([store], use_terminal=True)}
+    assert ends[("ended", "demo_end")] == 5 and ends[("older", "demo_end")] == 4
+    prefix_ends = {e.end for e in build_training_examples([store], use_terminal=True)
+                   if e.episode_id == "ended" and e.label_source == "demo_prefix"}
+    assert 4 in prefix_ends or 3 in prefix_ends  # the last stored frame is now a "not yet" example

@@ -18,7 +18,10 @@ def store(tmp_path):
     store = EpisodeStore.create(tmp_path / "store", fps=10, image_size=16, cameras=("front", "wrist"), state_dim=8, action_dim=4)
     for i, (source, length) in enumerate([("demo", 4), ("autonomous", 6), ("autonomous", 3)]):
         frames = synthetic_episode(length, image_size=16, cameras=("front", "wrist"), seed=i)
-        store.append_episode(frames, synthetic_meta(f"e{i}", length, source=source, seed=i), audit_gt_success=i != 2)
+        terminal = None if i == 2 else {  # e2 was written without its terminal observation
+            key: np.asarray(frames[key][0]) + (1 if key.endswith("state") else 0) for key in frames if key != "action"}
+        store.append_episode(frames, synthetic_meta(f"e{i}", length, source=source, seed=i), audit_gt_success=i != 2,
+                             terminal=terminal)
     return store
 
 
@@ -30,6 +33,9 @@ def test_layout_and_masks(store, tmp_path):
         assert demo.attrs["num_samples"] == 6 and demo["obs/front_image"].shape == (6, 16, 16, 3)
         assert demo["obs/wrist_image"].dtype == np.uint8 and demo["obs/state"].shape == (6, 8)
         np.testing.assert_array_equal(demo["next_obs/state"][:-1], demo["obs/state"][1:])
+        # the last next_obs is the observation the episode ended on, or a repeat where the store has none
+        np.testing.assert_array_equal(demo["next_obs/front_image"][-1], store.load_terminal("e1")["observation.images.front"])
+        np.testing.assert_array_equal(f["data/demo_2/next_obs/state"][-1], f["data/demo_2/obs/state"][-1])
         assert demo["dones"][()].tolist() == [0, 0, 0, 0, 0, 1] and demo["rewards"][()].sum() == 0
         # no labels: only the scripted demo counts as a success; ground truth is not used
         assert [k.decode() for k in f["mask/success"]] == ["demo_0"] and len(f["mask/failure"]) == 0
@@ -56,6 +62,11 @@ def test_export_import_round_trip_is_identical(store, tmp_path):
         for key in original:
             assert back[key].dtype == original[key].dtype
             np.testing.assert_array_equal(back[key], original[key], err_msg=key)
+        if store.has_terminal(meta.episode_id):
+            for key, value in store.load_terminal(meta.episode_id).items():
+                np.testing.assert_array_equal(copy.load_terminal(meta.episode_id)[key], value, err_msg=key)
+        else:
+            assert not copy.has_terminal(meta.episode_id)
     assert import_hdf5(out, tmp_path / "copy") == []  # rerun skips what is there
     assert copy.audit_table() == {"e0": None, "e1": None, "e2": None}  # ground truth does not travel
 

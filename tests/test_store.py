@@ -197,6 +197,35 @@ def test_background_writer_and_compaction_keep_order_and_data(tmp_path):
     assert reopened.audit_table()["w1"] is None and reopened.audit_table()["late"] is False
 
 
+def test_terminal_observations_round_trip_survive_compaction_and_stay_out_of_lerobot(tmp_path):
+    store = make_store(tmp_path / "store")
+    terminal = {"observation.images.front": np.full((SIZE, SIZE, 3), 7, np.uint8),
+                "observation.state": np.arange(8, dtype=np.float32)}
+    store.append_episode(synthetic_episode(3, image_size=SIZE), synthetic_meta("with", 3), terminal=terminal)
+    append(store, "without", 2, seed=1)
+    with store.writer(in_subprocess=False) as writer:
+        writer.submit(synthetic_episode(4, image_size=SIZE, seed=2), synthetic_meta("queued", 4, seed=2),
+                      terminal={**terminal, "observation.state": -terminal["observation.state"]})
+    for reopened in (EpisodeStore(tmp_path / "store"), None):
+        if reopened is None:
+            store.compact()
+            reopened = EpisodeStore(tmp_path / "store")
+            assert len(reopened.shard_paths) == 1
+        assert reopened.has_terminal("with") and not reopened.has_terminal("without")
+        assert reopened.load_terminal("without") is None
+        loaded = reopened.load_terminal("with")
+        assert np.array_equal(loaded["observation.images.front"], terminal["observation.images.front"])
+        assert np.array_equal(reopened.load_terminal("queued")["observation.state"], -terminal["observation.state"])
+        assert len(reopened.load_episode("with")["action"]) == 3  # raw frames unchanged: no extra frame
+    with pytest.raises(ValueError, match="terminal observation has keys"):
+        store.append_episode(synthetic_episode(2, image_size=SIZE), synthetic_meta("bad", 2),
+                             terminal={"observation.state": terminal["observation.state"]})
+    with pytest.raises(ValueError, match="contains NaN"):
+        store.append_episode(synthetic_episode(2, image_size=SIZE), synthetic_meta("nan", 2),
+                             terminal={**terminal, "observation.state": np.full(8, np.nan, np.float32)})
+    assert "bad" not in store and "nan" not in store
+
+
 def test_interrupted_compaction_is_finished_on_open(tmp_path, caplog):
     store = make_store(tmp_path / "store")
     append(store, "e0", seed=0)

@@ -40,8 +40,10 @@ class EpisodeResult:
     success: bool | None  # ground truth at the last step; None when the env never produced an observation
     error: str | None = None
     frames: dict[str, np.ndarray] | None = None
+    # the observation after the last action (images + state), kept with `frames` when the env ended the episode
+    terminal: dict[str, np.ndarray] | None = None
     worker: str = "local"
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly fields (no frames)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "frames"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("frames", "terminal")}

@@ -455,15 +455,19 @@ class Collector:
                 slot.states.append(np.asarray(slot.observation[STATE_KEY], dtype=np.float32))
                 slot.actions.append(np.zeros(ACTION_DIM, np.float32))
             num_frames = 1
+        terminal = None
         if state.keep_frames and num_frames > 0:
             with state.timer.phase("observation"):
                 frames = {key: np.stack(values) for key, values in slot.images.items()}
                 frames[STATE_KEY] = np.stack(slot.states)
                 frames[ACTION_KEY] = np.stack(slot.actions)
+                if error is None:  # the env ended it: its last observation is the scene it was judged on
+                    terminal = {key: np.asarray(slot.observation[key]) for key in slot.images}
+                    terminal[STATE_KEY] = np.asarray(slot.observation[STATE_KEY], dtype=np.float32)
         result = EpisodeResult(
             episode_id=request.episode_id, task=request.task, seed=int(request.seed), round=request.round,
             policy_version=state.version, instruction=slot.instruction, num_frames=num_frames,
-            success=slot.success, error=error, frames=frames, worker=self.worker_name,
+            success=slot.success, error=error, frames=frames, terminal=terminal, worker=self.worker_name,
         )
         slot.clear()
         if rebuild_env:
@@ -604,11 +608,14 @@ class StoreSink:
             seed=int(result.seed), num_frames=int(result.num_frames), error=result.error,
         )
         frames = _episode_frames_for_store(result, self.store.spec.cameras)
+        terminal = None
+        if result.terminal is not None:
+            terminal = {key: result.terminal[key] for key in self.store.spec.image_keys + [STATE_KEY]}
         with self.timer.phase("store_write"):
             if self._writer is None:
-                self.store.append_episode(frames, meta, audit_gt_success=result.success)
+                self.store.append_episode(frames, meta, audit_gt_success=result.success, terminal=terminal)
             else:
-                self._writer.submit(frames, meta, audit_gt_success=result.success)
+                self._writer.submit(frames, meta, audit_gt_success=result.success, terminal=terminal)
         self.written += 1
 
     def close(self) -> None:

@@ -84,13 +84,13 @@ def record_demos(
         with store.writer() as writer:
             for task, episode_seed in todo:
                 env = envs[task]
-                frames, meta, success = _run_expert_episode(
+                frames, meta, success, terminal = _run_expert_episode(
                     env, make_expert(task, noise=noise, seed=episode_seed), task=task, seed=episode_seed,
                     episode_id=episode_id(task, episode_seed), round=round,
                     image_keys=[IMAGE_PREFIX + c for c in cameras], action_noise=float(action_noise),
                 )
                 # the bar counts committed (durable) episodes, not merely recorded ones
-                writer.submit(frames, meta, audit_gt_success=success).add_done_callback(lambda _: bar.update(1))
+                writer.submit(frames, meta, audit_gt_success=success, terminal=terminal).add_done_callback(lambda _: bar.update(1))
         bar.close()
     finally:
         for env in envs.values():
@@ -125,6 +125,7 @@ def _run_expert_episode(env, expert, *, task: str, seed: int, episode_id: str, r
     frames = {key: np.stack(values) for key, values in images.items()}
     frames[STATE_KEY] = np.stack(states).astype(np.float32)
     frames[ACTION_KEY] = np.stack(actions)
+    terminal = {key: observation[key] for key in image_keys} | {STATE_KEY: np.asarray(observation[STATE_KEY], np.float32)}
     meta = EpisodeMeta(
         episode_id=episode_id,
         source="demo",
@@ -136,4 +137,4 @@ def _run_expert_episode(env, expert, *, task: str, seed: int, episode_id: str, r
         num_frames=len(actions),
         error=None,
     )
-    return frames, meta, success
+    return frames, meta, success, terminal

@@ -7,7 +7,8 @@ Owns the mapping between a store and the robomimic layout (robomimic/utils/datas
       demo_<i>/              attrs: num_samples, robot_si_meta (JSON EpisodeMeta)
         obs/<cam>_image      (T, H, W, 3) uint8      e.g. front_image, wrist_image
         obs/state            (T, S) float32          proprioception (observation.state)
-        next_obs/...         obs shifted by one step; the last step repeats the last observation
+        next_obs/...         obs shifted by one step; the last step is the terminal observation (the one after
+                             the last action) where the store has it, else a repeat of the last observation
         actions              (T, A) float32
         rewards              (T,) float64            sparse: 1.0 on the last step of an episode LABELLED a success
         dones                (T,) int64              1 on the last step
@@ -113,6 +114,7 @@ def export_hdf5(
             data = f.create_group("data")
             for key, meta in zip(demo_keys, metas, strict=True):
                 frames = store.load_episode(meta.episode_id)
+                terminal = store.load_terminal(meta.episode_id)
                 length = meta.num_frames
                 group = data.create_group(key)
                 group.attrs["num_samples"] = length
@@ -122,7 +124,8 @@ def export_hdf5(
                         continue
                     values = frames[store_key]
                     group.create_dataset(f"obs/{_obs_key(store_key)}", data=values)
-                    group.create_dataset(f"next_obs/{_obs_key(store_key)}", data=np.concatenate([values[1:], values[-1:]]))
+                    last = values[-1:] if terminal is None else terminal[store_key][None].astype(values.dtype)
+                    group.create_dataset(f"next_obs/{_obs_key(store_key)}", data=np.concatenate([values[1:], last]))
                 group.create_dataset("actions", data=frames[ACTION_KEY])
                 rewards = np.zeros(length, dtype=np.float64)
                 if key in labelled_success:
@@ -217,6 +220,18 @@ def import_hdf5(
             frames = {f"{IMAGE_PREFIX}{k.removesuffix(IMAGE_SUFFIX)}": group["obs"][k][()] for k in image_keys}
             frames[STATE_KEY] = np.concatenate([group["obs"][k][()].reshape(length, -1) for k in state_keys], axis=1).astype(np.float32)
             frames[ACTION_KEY] = group["actions"][()].astype(np.float32)
-            store.append_episode(frames, meta, audit_gt_success=None)
+            store.append_episode(frames, meta, audit_gt_success=None, terminal=_terminal_from_next_obs(group, frames, image_keys, state_keys))
             imported.append(meta)
     return imported
+
+
+def _terminal_from_next_obs(group, frames: dict[str, np.ndarray], image_keys: list[str], state_keys: list[str]) -> dict | None:
+    """The observation after the last action, from next_obs[-1], when the file has one that is not a repeat of
+    obs[-1] (robot_si's export repeats the last observation where it had no terminal one)."""
+    if "next_obs" not in group or any(k not in group["next_obs"] for k in [*image_keys, *state_keys]):
+        return None
+    terminal = {f"{IMAGE_PREFIX}{k.removesuffix(IMAGE_SUFFIX)}": group["next_obs"][k][-1] for k in image_keys}
+    terminal[STATE_KEY] = np.concatenate([np.asarray(group["next_obs"][k][-1]).reshape(-1) for k in state_keys]).astype(np.float32)
+    if all(np.array_equal(terminal[key], frames[key][-1]) for key in terminal):
+        return None
+    return terminal

@@ -60,6 +60,11 @@ STAGING_DIR = ".staging"
 SIDECAR_DIR = "robot_si"  # inside each shard, beside lerobot's meta/ and data/
 EPISODES_FILE = "episodes.jsonl"
 AUDIT_FILE = "audit.jsonl"
+# The observation an episode ended on (after its last action: the scene the env judged), one per episode where
+# the writer had it. LeRobot frames are (observation, action) pairs, so that last observation has no frame of
+# its own; it lives beside them, in the sidecar, and stock lerobot never sees it.
+TERMINAL_FILE = "terminal.npz"
+TERMINAL_IDS = "episode_ids"
 AUDIT_FIELD = "audit.gt_success"
 SHARD_FILE = "shard.json"
 STATE_KEY = "observation.state"
@@ -193,6 +198,7 @@ class _Shard:
     metas: list[EpisodeMeta]
     replaces: list[str]
     _episode_rows: dict[int, dict[str, Any]] | None = None  # lerobot's meta/episodes rows, read lazily
+    _terminals: dict[str, dict[str, np.ndarray]] | None = None  # terminal observations, read lazily
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
@@ -536,6 +542,31 @@ class EpisodeStore:
             self.refresh()
             return self._load_episode(episode_id)
 
+    def has_terminal(self, episode_id: str) -> bool:
+        """Whether the episode's terminal observation was recorded (see `load_terminal`)."""
+        return self._terminal(episode_id) is not None
+
+    def load_terminal(self, episode_id: str) -> dict[str, np.ndarray] | None:
+        """The observation the episode ended on (after its last action), or None where it was not recorded
+        (episodes written before terminal observations were kept, imports, episodes that ended in an error)."""
+        terminal = self._terminal(episode_id)
+        return None if terminal is None else {key: value.copy() for key, value in terminal.items()}
+
+    def _terminal(self, episode_id: str) -> dict[str, np.ndarray] | None:
+        if episode_id not in self._location:
+            self.refresh()
+        with self._lock:
+            if episode_id not in self._location:
+                raise KeyError(self._unknown_episode_message(episode_id))
+            shard = self._shards[self._location[episode_id][0]]
+        if not shard.path.exists():  # another process's compact() merged it away since our last look
+            self._listed_names = []
+            self.refresh()
+            return self._terminal(episode_id) if shard.name not in self._shards else None
+        if shard._terminals is None:
+            shard._terminals = _read_terminals(shard.path)
+        return shard._terminals.get(episode_id)
+
     def _load_episode(self, episode_id: str) -> dict[str, np.ndarray]:
         import pyarrow.parquet as pq
 
@@ -634,15 +665,34 @@ class EpisodeStore:
             )
         return arrays
 
+    def validate_terminal(self, terminal: dict[str, np.ndarray] | None, meta: EpisodeMeta) -> dict[str, np.ndarray] | None:
+        """Check a terminal observation (one observation: the store's image keys (H, W, 3) and state (S,))."""
+        if terminal is None:
+            return None
+        expected = set(self.spec.image_keys) | {STATE_KEY}
+        if set(terminal) != expected:
+            raise ValueError(
+                f"episode {meta.episode_id!r}: the terminal observation has keys {sorted(terminal)} but the store "
+                f"expects {sorted(expected)} (one observation, no action)"
+            )
+        frames = {key: np.asarray(value)[None] for key, value in terminal.items()}
+        frames[ACTION_KEY] = np.zeros((1, self.spec.action_dim), np.float32)  # checked with the frame rules
+        checked = self.validate_episode(frames, dataclasses.replace(meta, num_frames=1))
+        return {key: checked[key][0] for key in expected}
+
     def append_episode(
-        self, frames: dict[str, np.ndarray], meta: EpisodeMeta, *, audit_gt_success: bool | None = None
+        self, frames: dict[str, np.ndarray], meta: EpisodeMeta, *, audit_gt_success: bool | None = None,
+        terminal: dict[str, np.ndarray] | None = None,
     ) -> None:
-        """Write one episode and commit it atomically; returns once it is durable in the store."""
+        """Write one episode and commit it atomically; returns once it is durable in the store.
+
+        `terminal`: the observation after the last action (what the env judged the episode on), when known."""
         arrays = self.validate_episode(frames, meta)
+        terminal_arrays = self.validate_terminal(terminal, meta)
         audit_value = check_audit_value(audit_gt_success)
         self._reserve_id(meta.episode_id)
         try:
-            self._write_shard([(arrays, meta, audit_value)])
+            self._write_shard([(arrays, meta, audit_value, terminal_arrays)])
         finally:
             with self._lock:
                 self._pending_ids.discard(meta.episode_id)
@@ -670,7 +720,7 @@ class EpisodeStore:
         os.rename(staging_path, self.root / SHARDS_DIR / name)  # the commit point
         return name
 
-    def _write_shard(self, episodes: list[tuple[dict[str, np.ndarray], EpisodeMeta, bool | None]]) -> str:
+    def _write_shard(self, episodes: list[tuple[dict[str, np.ndarray], EpisodeMeta, bool | None, dict | None]]) -> str:
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
         staging_path = self._new_staging_dir()
@@ -685,7 +735,7 @@ class EpisodeStore:
                     image_writer_threads=IMAGE_WRITER_THREADS,
                 )
                 try:
-                    for arrays, meta, _ in episodes:
+                    for arrays, meta, _, _ in episodes:
                         num_frames = meta.num_frames
                         for t in range(num_frames):
                             frame = {key: arrays[key][t] for key in self.spec.frame_keys}
@@ -697,10 +747,11 @@ class EpisodeStore:
                     dataset.finalize()
             sidecar = staging_path / SIDECAR_DIR
             sidecar.mkdir()
-            (sidecar / EPISODES_FILE).write_text("".join(json.dumps(m.to_json_dict()) + "\n" for _, m, _ in episodes))
+            (sidecar / EPISODES_FILE).write_text("".join(json.dumps(m.to_json_dict()) + "\n" for _, m, _, _ in episodes))
             (sidecar / AUDIT_FILE).write_text(
-                "".join(json.dumps({"episode_id": m.episode_id, AUDIT_FIELD: a}) + "\n" for _, m, a in episodes)
+                "".join(json.dumps({"episode_id": m.episode_id, AUDIT_FIELD: a}) + "\n" for _, m, a, _ in episodes)
             )
+            _write_terminals(sidecar, {m.episode_id: t for _, m, _, t in episodes if t is not None})
             name = self._commit(staging_path)
         except BaseException:
             shutil.rmtree(staging_path, ignore_errors=True)
@@ -751,6 +802,8 @@ class EpisodeStore:
                     for line in (s.path / SIDECAR_DIR / AUDIT_FILE).read_text().splitlines() if line
                 ]
                 (sidecar / AUDIT_FILE).write_text("".join(line + "\n" for line in audit_lines))
+                _write_terminals(sidecar, {episode_id: terminal for source in sources
+                                           for episode_id, terminal in _read_terminals(source.path).items()})
                 (sidecar / SHARD_FILE).write_text(json.dumps({"replaces": [s.name for s in sources]}, indent=2) + "\n")
                 name = f"{sources[0].name}~c{uuid.uuid4().hex[:8]}"  # sorts where its first source sorted
                 os.rename(staging_path, self.root / SHARDS_DIR / name)
@@ -826,18 +879,22 @@ class EpisodeWriter:
         self._closed = False
 
     def submit(
-        self, frames: dict[str, np.ndarray], meta: EpisodeMeta, *, audit_gt_success: bool | None = None
+        self, frames: dict[str, np.ndarray], meta: EpisodeMeta, *, audit_gt_success: bool | None = None,
+        terminal: dict[str, np.ndarray] | None = None,
     ) -> concurrent.futures.Future[str]:
         """Queue one episode; the future's result is the shard name once the episode is committed."""
         if self._closed:
             raise RuntimeError("this EpisodeWriter is closed; open a new one with store.writer()")
         arrays = self.store.validate_episode(frames, meta)  # fail fast, in the caller's thread
+        terminal = self.store.validate_terminal(terminal, meta)
         audit_value = check_audit_value(audit_gt_success)
         arrays = {key: np.array(value, copy=True) for key, value in arrays.items()}  # caller may reuse buffers
+        if terminal is not None:
+            terminal = {key: np.array(value, copy=True) for key, value in terminal.items()}
         self.store._reserve_id(meta.episode_id)
         self._slots.acquire()
         try:
-            job = [(arrays, meta, audit_value)]
+            job = [(arrays, meta, audit_value, terminal)]
             if self._in_subprocess:
                 future = self._executor.submit(_write_shard_job, str(self.store.root), job)
             else:
@@ -883,12 +940,37 @@ def _lower_priority() -> None:
         os.nice(WRITER_NICENESS)
 
 
-def _write_shard_job(root: str, episodes: list[tuple[dict[str, np.ndarray], EpisodeMeta, bool | None]]) -> str:
+def _write_shard_job(root: str, episodes: list[tuple[dict[str, np.ndarray], EpisodeMeta, bool | None, dict | None]]) -> str:
     """Runs in the writer process: commit the episodes as one shard."""
     store = _WORKER_STORES.get(root)
     if store is None:
         store = _WORKER_STORES[root] = EpisodeStore(root)
     return store._write_shard(episodes)
+
+
+def _write_terminals(sidecar: Path, terminals: dict[str, dict[str, np.ndarray]]) -> None:
+    """One npz per shard: `episode_ids` plus one stacked array per observation key (nothing when empty)."""
+    if not terminals:
+        return
+    ids = list(terminals)
+    keys = sorted(terminals[ids[0]])
+    arrays = {key: np.stack([terminals[e][key] for e in ids]) for key in keys}
+    with open(sidecar / TERMINAL_FILE, "wb") as handle:
+        np.savez(handle, **{TERMINAL_IDS: np.array(ids)}, **arrays)
+
+
+def _read_terminals(shard_path: Path) -> dict[str, dict[str, np.ndarray]]:
+    path = shard_path / SIDECAR_DIR / TERMINAL_FILE
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path) as data:
+            ids = [str(e) for e in data[TERMINAL_IDS]]
+            keys = [k for k in data.files if k != TERMINAL_IDS]
+            stacked = {key: data[key] for key in keys}
+    except (OSError, ValueError, KeyError) as error:
+        raise RuntimeError(f"{path} is damaged ({error}); delete it to read the shard without terminal observations") from error
+    return {episode_id: {key: stacked[key][i] for key in keys} for i, episode_id in enumerate(ids)}
 
 
 def _decode_png(data: bytes) -> np.ndarray:

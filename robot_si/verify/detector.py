@@ -40,7 +40,7 @@ from robot_si.verify.calibration import (
     sigmoid,
 )
 from robot_si.verify.examples import ClipExample, build_training_examples, count_by_source
-from robot_si.verify.features import FeatureCache, clip_frame_indices, make_encoders
+from robot_si.verify.features import FeatureCache, clip_frame_indices, episode_end, make_encoders
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ BUDGETED_EXAMPLE_SOURCES = ("human", "oracle")
 WEIGHTS_FILE = "model.safetensors"
 # Fields added after detectors were first saved, with the value that reproduces the behaviour before them
 # (a checkpoint without the field loads with this value; its version is checked against the config as saved).
-LEGACY_CONFIG_VALUES: dict[str, Any] = {"balance_classes": False, "labelled_episode_weight": 1.0}
+LEGACY_CONFIG_VALUES: dict[str, Any] = {"balance_classes": False, "labelled_episode_weight": 1.0, "use_terminal_frame": False}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -81,6 +81,9 @@ class DetectorConfig:
     # same weight). They are the only examples from the policy's own episodes, a few among hundreds of demo
     # clips; class balancing is applied after this weighting, so both classes still weigh the same in total.
     labelled_episode_weight: float = 1.0
+    # A clip judging a whole episode ends on its terminal observation (the scene after the last action, which the
+    # env judged) where the store recorded one; else on the last stored frame, one action before that scene.
+    use_terminal_frame: bool = True
     # Calibration on held-out *labelled episodes*: with at least `min_calibration_episodes` human/oracle-labelled
     # episodes (both outcomes), temperature and threshold are fitted on their final clips' out-of-fold logits
     # (`calibration_folds` heads, each trained without one fold). These are the only examples drawn from the
@@ -251,7 +254,7 @@ class SuccessDetector:
             if end is None:
                 if meta.num_frames <= 0:
                     raise ValueError(f"episode {episode_id!r} in {store.root} has no frames; the detector cannot judge it")
-                end = meta.num_frames - 1
+                end = episode_end(store, meta, use_terminal=self.config.use_terminal_frame)
             if instruction is None:
                 instruction = meta.instruction
             resolved.append((store, episode_id, int(end), instruction))
@@ -289,6 +292,7 @@ class SuccessDetector:
         examples = build_training_examples(
             stores, label_version=label_version, prefix_fractions=self.config.prefix_fractions,
             relabels_per_kind=self.config.relabels_per_kind, seed=self.config.seed,
+            use_terminal=self.config.use_terminal_frame,
         )
         features = self.featurize_examples(examples, stores)
         labels = np.array([e.label for e in examples])

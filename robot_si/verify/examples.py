@@ -26,6 +26,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from robot_si.verify.features import episode_end
+
 EXAMPLE_SOURCES = ("demo_end", "demo_prefix", "relabel_task", "relabel_colour", "human", "oracle", "labelled_prefix")
 DEFAULT_PREFIX_FRACTIONS = (0.0, 0.25, 0.5, 0.7)
 FALLBACK_COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
@@ -112,9 +114,12 @@ def build_training_examples(
     prefix_fractions: Sequence[float] = DEFAULT_PREFIX_FRACTIONS,
     relabels_per_kind: int = 1,
     seed: int = 0,
+    use_terminal: bool = False,
 ) -> list[ClipExample]:
     """Examples from demos (+ budgeted human/oracle labels of `label_version`, when given) of every store.
 
+    With `use_terminal`, an episode's end clip (and the prefixes measured from it) ends on its terminal
+    observation where the store has one (`features.episode_end`).
     `label_version` is looked up in each store that has label versions ("latest" = each store's newest);
     stores without it contribute only their demos. Raises when there is nothing to train on.
     """
@@ -146,7 +151,7 @@ def build_training_examples(
                 prefix_source = "labelled_prefix"
             else:
                 continue  # unlabelled autonomous episode: no evidence we may train on
-            last = meta.num_frames - 1
+            last = episode_end(store, meta, use_terminal=use_terminal)
 
             def add(end: int, instruction: str, example_label: bool, source: str) -> None:
                 examples.append(ClipExample(

@@ -31,6 +31,15 @@ MINILM_DIM = 384
 STATE_KEY = "observation.state"
 
 
+def episode_end(store, meta, *, use_terminal: bool = True) -> int:
+    """Frame index at which a clip judging the whole episode ends: `num_frames` (the terminal observation, the
+    scene after the last action that the env judged) where the store recorded it and `use_terminal`, else the
+    last stored frame `num_frames - 1`. `FeatureCache` serves index `num_frames` from the terminal observation."""
+    if use_terminal and store.has_terminal(meta.episode_id):
+        return meta.num_frames
+    return meta.num_frames - 1
+
+
 def clip_frame_indices(end: int, *, num_context: int = 4, num_final: int = 3, final_stride: int = 2) -> np.ndarray:
     """Frame indices (ascending, length num_context + num_final) of the clip that ends at frame `end`.
 
@@ -239,21 +248,26 @@ class FeatureCache:
         self._load_disk(key)
         indices = [int(i) for i in indices]
         missing = sorted(set(indices) - set(self._images[key]))
-        if missing or key not in self._states:
+        if missing or key not in self._states or max(indices, default=0) >= len(self._states[key]):
             episode = store.load_episode(episode_id)
             if IMAGE_KEY not in episode:
                 raise ValueError(
                     f"episode {episode_id!r} in {store.root} has no {IMAGE_KEY!r} frames (keys {sorted(episode)}); "
                     "the verifier needs the front camera"
                 )
-            images = episode[IMAGE_KEY]
+            images, states = episode[IMAGE_KEY], np.asarray(episode[STATE_KEY], dtype=np.float32)
             num_frames = len(images)
             if num_frames == 0:
                 raise ValueError(f"episode {episode_id!r} in {store.root} has no frames; the verifier cannot judge it")
-            bad = [i for i in missing if not 0 <= i < num_frames]
+            terminal = store.load_terminal(episode_id) if num_frames in indices else None
+            if terminal is not None:  # index num_frames: the observation after the last action
+                images = np.concatenate([images, terminal[IMAGE_KEY][None]])
+                states = np.concatenate([states, np.asarray(terminal[STATE_KEY], np.float32)[None]])
+            bad = [i for i in missing if not 0 <= i < len(images)]
             if bad:
-                raise ValueError(f"frame indices {bad[:5]} are outside episode {episode_id!r} ({num_frames} frames)")
-            self._states[key] = np.asarray(episode[STATE_KEY], dtype=np.float32)
+                raise ValueError(f"frame indices {bad[:5]} are outside episode {episode_id!r} ({num_frames} frames"
+                                 f"{', plus its terminal observation' if terminal is not None else ', no terminal observation'})")
+            self._states[key] = states
             if missing:
                 encoded = self.encoders.encode_images(images[missing])
                 for index, feature in zip(missing, encoded, strict=True):

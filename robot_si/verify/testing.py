@@ -87,7 +87,9 @@ def record_expert_rollouts(
                     "observation.state": np.stack(states).astype(np.float32),
                     "action": np.stack(actions),
                 }
-                store.append_episode(frames, meta, audit_gt_success=bool(info["is_success"]))
+                terminal = {"observation.images.front": observation["observation.images.front"],
+                            "observation.state": np.asarray(observation["observation.state"], np.float32)}
+                store.append_episode(frames, meta, audit_gt_success=bool(info["is_success"]), terminal=terminal)
                 episode_ids.append(episode_id)
         finally:
             env.close()
