@@ -186,6 +186,15 @@ def test_keypoint_head_trains_and_round_trips(tmp_path):
         CompactVLAConfig(feature_map_strides=(3,))
 
 
+def _reloaded_acts_the_same(policy: CompactVLAPolicy, batch: dict, tmp_path) -> CompactVLAPolicy:
+    """Save, reload, and check the reloaded policy predicts exactly the same chunks; returns it."""
+    policy.eval()
+    policy.save_pretrained(tmp_path / "ckpt")
+    loaded = CompactVLAPolicy.from_pretrained(tmp_path / "ckpt")
+    assert torch.equal(loaded.predict_action_chunk(batch), policy.predict_action_chunk(batch))
+    return loaded
+
+
 def test_without_pooled_features_the_keypoints_are_the_only_image_input(tmp_path):
     policy, batch = _ready(keypoints=2, flat_map_features=False, pooled_features=False, feature_map_strides=(8,), pixel_map_stride=2)
     assert all(isinstance(projection, torch.nn.Identity) for projection in policy.image_projections)
@@ -204,11 +213,7 @@ def test_without_pooled_features_the_keypoints_are_the_only_image_input(tmp_path
     loss, _ = policy(batch)
     loss.backward()
     assert all(head.score.weight.grad.abs().sum() > 0 for head in policy.keypoint_heads)
-    policy.eval()
-    policy.save_pretrained(tmp_path / "ckpt")
-    loaded = CompactVLAPolicy.from_pretrained(tmp_path / "ckpt")
-    assert loaded.config.pooled_features is False
-    assert torch.equal(loaded.predict_action_chunk(batch), policy.predict_action_chunk(batch))
+    assert _reloaded_acts_the_same(policy, batch, tmp_path).config.pooled_features is False
     with pytest.raises(ValueError, match="pooled_features=False leaves the keypoints as the only image input"):
         CompactVLAConfig(pooled_features=False, keypoints=0)
 
@@ -219,11 +224,7 @@ def test_keypoint_head_3x3_conv_trains_and_round_trips(tmp_path):
     loss, _ = policy(batch)
     loss.backward()
     assert all(head.inner.weight.grad.abs().sum() > 0 for head in policy.keypoint_heads)
-    policy.eval()
-    policy.save_pretrained(tmp_path / "ckpt")
-    loaded = CompactVLAPolicy.from_pretrained(tmp_path / "ckpt")
-    assert loaded.config.keypoint_kernel_size == 3
-    assert torch.equal(loaded.predict_action_chunk(batch), policy.predict_action_chunk(batch))
+    assert _reloaded_acts_the_same(policy, batch, tmp_path).config.keypoint_kernel_size == 3
     with pytest.raises(ValueError, match="keypoint_kernel_size must be 1 or 3"):
         CompactVLAConfig(keypoint_kernel_size=5)
 
