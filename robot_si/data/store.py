@@ -32,6 +32,7 @@ frames keep HDF5 round trips exact and the training data identical to what the p
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -762,9 +763,10 @@ class EpisodeStore:
         self.refresh()
         return name
 
-    def writer(self, *, max_pending: int = 32, in_subprocess: bool = True) -> EpisodeWriter:
-        """A background writer (context manager): `submit()` returns at once, episodes commit one by one."""
-        return EpisodeWriter(self, max_pending=max_pending, in_subprocess=in_subprocess)
+    def writer(self, *, max_pending: int = 32, in_subprocess: bool = True, max_batch: int = 16) -> EpisodeWriter:
+        """A background writer (context manager): `submit()` returns at once; episodes commit in order, those that
+        queued behind a write sharing one shard (at most `max_batch`)."""
+        return EpisodeWriter(self, max_pending=max_pending, in_subprocess=in_subprocess, max_batch=max_batch)
 
     # ── compaction / export ────────────────────────────────────────────
 
@@ -855,15 +857,19 @@ class EpisodeWriter:
     lerobot's save path is mostly Python (datasets.map, statistics), so in a thread it would hold the GIL
     against the simulator (measured in bench/store_throughput.py). `in_subprocess=False` uses a thread
     instead (no process start-up, for tiny jobs and tests).
-    Each submitted episode is still committed atomically as its own shard, in submission order. At most
+    Episodes are committed in submission order. While the worker writes, newly submitted episodes queue up; the
+    next write takes all of them (up to `max_batch`) as ONE shard, committed atomically: a shard costs ~0.1 s of
+    fixed work (dataset creation, statistics, finalize) however short its episodes, so batching is what lets
+    the writer keep up with many short episodes. When the writer keeps up, each episode is its own shard. At most
     `max_pending` episodes wait in memory; `submit` blocks beyond that (back-pressure instead of unbounded
     memory). Leaving the `with` block (or `close()`) waits for all of them and raises if any failed.
     An episode counts as stored once its future is done: a crash loses only episodes still pending.
     """
 
-    def __init__(self, store: EpisodeStore, *, max_pending: int = 32, in_subprocess: bool = True) -> None:
-        if max_pending < 1:
-            raise ValueError(f"max_pending must be >= 1 (got {max_pending})")
+    def __init__(self, store: EpisodeStore, *, max_pending: int = 32, in_subprocess: bool = True,
+                 max_batch: int = 16) -> None:
+        if max_pending < 1 or max_batch < 1:
+            raise ValueError(f"max_pending and max_batch must be >= 1 (got {max_pending}, {max_batch})")
         self.store = store
         if in_subprocess:
             import multiprocessing
@@ -874,9 +880,14 @@ class EpisodeWriter:
         else:
             self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="episode-writer")
         self._in_subprocess = in_subprocess
+        self._max_batch = max_batch
         self._slots = threading.BoundedSemaphore(max_pending)
         self._futures: list[concurrent.futures.Future[str]] = []
+        self._queue: collections.deque = collections.deque()  # (job, future) not yet handed to the worker
+        self._queue_changed = threading.Condition()
         self._closed = False
+        self._dispatcher = threading.Thread(target=self._dispatch, name="episode-writer-dispatch", daemon=True)
+        self._dispatcher.start()
 
     def submit(
         self, frames: dict[str, np.ndarray], meta: EpisodeMeta, *, audit_gt_success: bool | None = None,
@@ -893,18 +904,35 @@ class EpisodeWriter:
             terminal = {key: np.array(value, copy=True) for key, value in terminal.items()}
         self.store._reserve_id(meta.episode_id)
         self._slots.acquire()
-        try:
-            job = [(arrays, meta, audit_value, terminal)]
-            if self._in_subprocess:
-                future = self._executor.submit(_write_shard_job, str(self.store.root), job)
-            else:
-                future = self._executor.submit(self.store._write_shard, job)
-        except BaseException:
-            self._release(meta.episode_id)
-            raise
+        future: concurrent.futures.Future[str] = concurrent.futures.Future()
         future.add_done_callback(lambda _: self._release(meta.episode_id))
         self._futures.append(future)
+        with self._queue_changed:
+            self._queue.append(((arrays, meta, audit_value, terminal), future))
+            self._queue_changed.notify()
         return future
+
+    def _dispatch(self) -> None:
+        """Hands the queued episodes to the worker, as many as are waiting (<= max_batch) per shard, in order."""
+        while True:
+            with self._queue_changed:
+                while not self._queue and not self._closed:
+                    self._queue_changed.wait()
+                if not self._queue:
+                    return  # closed and drained
+                batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+            jobs = [job for job, _ in batch]
+            try:
+                if self._in_subprocess:
+                    name = self._executor.submit(_write_shard_job, str(self.store.root), jobs).result()
+                else:
+                    name = self._executor.submit(self.store._write_shard, jobs).result()
+            except BaseException as error:  # noqa: BLE001 — reported through each episode's future
+                for _, future in batch:
+                    future.set_exception(error)
+                continue
+            for _, future in batch:
+                future.set_result(name)
 
     def _release(self, episode_id: str) -> None:
         with self.store._lock:
@@ -914,7 +942,10 @@ class EpisodeWriter:
     def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
+        with self._queue_changed:
+            self._closed = True
+            self._queue_changed.notify()
+        self._dispatcher.join()
         self._executor.shutdown(wait=True)
         errors = [f.exception() for f in self._futures if f.exception() is not None]
         self.store.refresh()
