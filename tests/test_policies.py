@@ -199,12 +199,11 @@ def test_without_pooled_features_the_keypoints_are_the_only_image_input(tmp_path
     policy, batch = _ready(keypoints=2, flat_map_features=False, pooled_features=False, feature_map_strides=(8,), pixel_map_stride=2)
     assert all(isinstance(projection, torch.nn.Identity) for projection in policy.image_projections)
     features = policy.encode_images(batch)
-    pooled_size = features.shape[-1] - sum(c * h * w for c, h, w in policy.image_encoder.map_shapes)
-    scrambled = features.clone()
-    scrambled[:, -pooled_size:] = torch.randn(len(features), pooled_size)  # any pooled features: same actions
+    # the encoder stops at the deepest tapped map: no pooled head features are computed at all
+    assert features.shape[-1] == sum(c * h * w for c, h, w in policy.image_encoder.map_shapes)
+    with_head, _ = _ready(keypoints=2, flat_map_features=False, pooled_features=True, feature_map_strides=(8,), pixel_map_stride=2)
+    assert torch.equal(with_head.encode_images(batch)[:, :features.shape[-1]], features)  # same maps, pooled appended
     policy.eval()
-    assert torch.equal(policy.predict_action_chunk({**batch, "observation.image_features": features}),
-                       policy.predict_action_chunk({**batch, "observation.image_features": scrambled}))
     moved = features.clone()
     moved[:, :3 * 16 * 16] = moved[:, :3 * 16 * 16].flip(-1)  # the pixel map itself does change them
     assert not torch.equal(policy.predict_action_chunk({**batch, "observation.image_features": features}),

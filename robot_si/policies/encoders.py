@@ -47,6 +47,9 @@ class ImageEncoder(nn.Module):
         pixel_stride: with pooling="multiscale", also output the raw RGB image average-pooled by this factor as the
             first map (0 = off). Objects a few pixels wide are clearest in the pixels themselves; ImageNet features
             at stride 8 blur them into their surroundings.
+        head: with pooling="multiscale", also run the head conv and append the pooled 1280-d features (last). False
+            stops the backbone after the deepest tapped block: for a policy that reads only the maps, a stride-16
+            tap skips the stride-32 stages and the head.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class ImageEncoder(nn.Module):
         trainable_blocks: int = 0,
         map_strides: tuple[int, ...] = (8, 16),
         pixel_stride: int = 0,
+        head: bool = True,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -116,10 +120,12 @@ class ImageEncoder(nn.Module):
             self.map_shapes = [sizes[index] for index in self._tap_blocks]
             if pixel_stride:
                 self.map_shapes.insert(0, (3, -(-image_size // pixel_stride), -(-image_size // pixel_stride)))
-            self.output_dim = sum(c * h * w for c, h, w in self.map_shapes) + EFFICIENTNET_FEATURE_DIM
+            # without the pooled head features the backbone stops after the deepest tapped block
+            self.output_dim = sum(c * h * w for c, h, w in self.map_shapes) + (EFFICIENTNET_FEATURE_DIM if head else 0)
         else:
             self.output_dim = EFFICIENTNET_FEATURE_DIM * (self.grid_side**2 if pooling == "grid" else 1)
         self.pixel_stride = pixel_stride if pooling == "multiscale" else 0
+        self.head = head or pooling != "multiscale"
         self.feature_dim = self.output_dim
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -175,6 +181,8 @@ class ImageEncoder(nn.Module):
             x = block(x, drop_connect_rate=rate * index / len(backbone._blocks) if rate else None)
             if index in self._tap_blocks:
                 taps.append(x.flatten(1))
+                if not self.head and index == self._tap_blocks[-1]:
+                    return torch.cat(taps, dim=1)
         head = backbone._swish(backbone._bn1(backbone._conv_head(x)))
         return torch.cat([*taps, head.mean(dim=(2, 3))], dim=1)
 

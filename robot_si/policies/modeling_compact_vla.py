@@ -109,6 +109,7 @@ class CompactVLAPolicy(nn.Module):
             trainable_blocks=config.trainable_vision_blocks,
             map_strides=config.feature_map_strides,
             pixel_stride=config.pixel_map_stride,
+            head=config.pooled_features or config.flat_map_features,  # else nothing reads the pooled features
         )
         self._text_encoder = text_encoder  # not a submodule: frozen, shared, never saved in checkpoints
         hidden = config.hidden_dim
