@@ -81,9 +81,10 @@ class DetectorConfig:
     # same weight). They are the only examples from the policy's own episodes, a few among hundreds of demo
     # clips; class balancing is applied after this weighting, so both classes still weigh the same in total.
     labelled_episode_weight: float = 1.0
-    # A clip judging a whole episode ends on its terminal observation (the scene after the last action, which the
-    # env judged) where the store recorded one; else on the last stored frame, one action before that scene.
-    use_terminal_frame: bool = True
+    # True: a clip judging a whole episode ends on its terminal observation (the scene after the last action, which
+    # the env judged) where the store recorded one; False: on the last stored frame, one action before that scene.
+    # Off by default: measured no better (bench/NOTES_verify.md, 2026-12-01) with pooled image features.
+    use_terminal_frame: bool = False
     # Calibration on held-out *labelled episodes*: with at least `min_calibration_episodes` human/oracle-labelled
     # episodes (both outcomes), temperature and threshold are fitted on their final clips' out-of-fold logits
     # (`calibration_folds` heads, each trained without one fold). These are the only examples drawn from the
