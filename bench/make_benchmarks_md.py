@@ -455,6 +455,8 @@ def render_improve(data: dict) -> list[str]:
                      r.get("episodes_collected", 0), number(r.get("wall_s"))])
     lines += table(["arm", "round 0", "success per round", "best", "gain (points)", "labels", "episodes collected",
                     "wall s"], rows)
+    if data.get("notes"):
+        lines += ["Notes recorded with the results:", ""] + [f"- {note}" for note in data["notes"]] + [""]
     return lines
 
 
