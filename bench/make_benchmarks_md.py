@@ -370,6 +370,18 @@ def verdict_policy(data: dict) -> list[Verdict]:
             for task in bc["tasks"]]
 
 
+def detector_run(data: dict) -> dict:
+    """The run to show: the file's only run, or (multi-run layout `{"runs": {label: run}}`) the last one added."""
+    runs = data.get("runs")
+    if not isinstance(runs, dict) or not runs:
+        return data
+    label = list(runs)[-1]
+    run = runs[label]
+    note = (f"Run `{label}`, the latest of {len(runs)} in the JSON ({', '.join(f'`{r}`' for r in runs)}); "
+            "bench/NOTES_verify.md compares them.")
+    return {**run, "detector": run.get("detector_v1", {}), "note": note}
+
+
 def final_audit(data: dict) -> tuple[str, dict]:
     audits = data["audit"]
     version = data.get("detector", {}).get("version")
@@ -381,6 +393,7 @@ def final_audit(data: dict) -> tuple[str, dict]:
 
 
 def render_detector(data: dict) -> list[str]:
+    data = detector_run(data)
     lines = [f"Tasks {data.get('tasks')}; encoder: {data.get('encoder', '?')}.", ""]
     setup = data.get("data", {})
     if setup:
@@ -422,6 +435,7 @@ def render_detector(data: dict) -> list[str]:
 
 
 def verdict_detector(data: dict) -> list[Verdict]:
+    data = detector_run(data)
     name, audit = final_audit(data)
     goals = audit.get("goals", {"auc": 0.95, "accepted_but_failed": 0.05, "ece": 0.05})
     meets = audit.get("meets_goals", {})
@@ -480,6 +494,18 @@ def verdict_improve(data: dict) -> list[Verdict]:
     return out
 
 
+def render_bc_generalization(data: dict) -> list[str]:
+    rows = []
+    for name, run in (data.get("runs") or {}).items():
+        overall = run.get("eval", {}).get("overall", {})
+        per_task = run.get("eval", {}).get("per_task", {})
+        rows.append([f"`{name}`", run.get("demos_per_task"), percent(overall.get("success_rate")),
+                     ", ".join(f"{task} {percent(v.get('success_rate'))}" for task, v in per_task.items()),
+                     overall.get("n"), f"`{run.get('command', '')}`"])
+    return ["Round-0 BC on new env seeds, one row per named variant (bench/NOTES_policy.md explains them).", "",
+            *table(["run", "demos/task", "overall", "per task", "episodes", "command"], rows)]
+
+
 BENCHMARKS = [
     Benchmark(alias="sim", script="sim_throughput", title="Simulator throughput and scripted experts",
               what="physics and render rates of the task suite, one core; expert success per noise level",
@@ -495,6 +521,9 @@ BENCHMARKS = [
               what="CompactVLA training samples/s, inference latency, BC success from scripted demos",
               target=">= 80 % BC success on reach", render=render_policy, verdicts=verdict_policy,
               command=command_policy),
+    Benchmark(alias="bc", script="bc_generalization", title="Round-0 behaviour cloning on new seeds",
+              what="success of BC from scripted demos on held-out seeds and paraphrases, per variant",
+              target="", render=render_bc_generalization, verdicts=lambda data: []),
     Benchmark(alias="detector", script="detector", title="Learned success detector",
               what="AUC, accepted-but-failed and calibration of the detector on rollouts of unseen policies",
               target="AUC >= 0.95, accepted-but-failed <= 5 %, ECE <= 0.05", render=render_detector,

@@ -20,6 +20,7 @@ ALIASES = {
     "store": "store_throughput",
     "collect": "collect_throughput",
     "policy": "policy",
+    "bc": "bc_generalization",
     "detector": "detector",
     "improve": "improve",
     "report": "make_benchmarks_md",
