@@ -171,8 +171,10 @@ def test_bad_actions_raise(action, envs):
 
 def test_tiny_overshoot_is_tolerated(envs):
     env = envs["reach"]
-    env.reset(seed=0)
-    env.step(np.array([1 + 1e-7, -1 - 1e-7, 0, 0], dtype=np.float32))
+    first, _ = env.reset(seed=0)
+    observation, *_ = env.step(np.array([1 + 1e-7, -1 - 1e-7, 0, 0], dtype=np.float32))  # no ValueError
+    moved = observation["observation.state"][:2] - first["observation.state"][:2]
+    assert moved[0] > 0 and moved[1] < 0  # executed as +1 / -1: the hand moved +x, -y
 
 
 def test_step_after_episode_end_needs_reset():
