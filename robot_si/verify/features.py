@@ -31,7 +31,7 @@ MINILM_DIM = 384
 STATE_KEY = "observation.state"
 
 
-def episode_end(store, meta, *, use_terminal: bool = True) -> int:
+def episode_end(store, meta, *, use_terminal: bool = False) -> int:
     """Frame index at which a clip judging the whole episode ends: `num_frames` (the terminal observation, the
     scene after the last action that the env judged) where the store recorded it and `use_terminal`, else the
     last stored frame `num_frames - 1`. `FeatureCache` serves index `num_frames` from the terminal observation."""
