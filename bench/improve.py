@@ -13,6 +13,12 @@ Writes bench/results/improve.json and prints a Markdown table.
     python bench/improve.py                      # the embedded default (slow: three full loops + one BC run)
     python bench/improve.py --preset smoke       # minutes, to check the script
     python bench/improve.py rounds=2 collect.episodes_per_task=10   # any improve override
+
+Arms can run as separate processes (e.g. two at a time on 2 cores, `--threads 1` each): the first process runs
+round 0; later ones copy it with `--round0-from learned` and add their arm to the results with `--merge`:
+
+    python bench/improve.py --arms learned --threads 1
+    python bench/improve.py --arms oracle --round0-from learned --merge --threads 1   # once learned's round 0 is done
 """
 
 from __future__ import annotations
@@ -72,14 +78,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default="bench/runs")
     parser.add_argument("--arms", default="learned,oracle,no_filter,extra_demos")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--round0-from", default=None, metavar="ARM",
+                        help="copy round 0 from this arm's finished run dir (an arm run by another process)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other arms already in --out (same preset, overrides and tasks) and add these")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (two processes on 2 cores: 1)")
     parser.add_argument("overrides", nargs="*", help="improve config overrides, key=value")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     base = [f"preset={args.preset}", f"runs_dir={args.runs_dir}", *args.overrides]
     cfg = compose("improve", base)
     arms = arm_overrides(cfg)
     tag = f"bench-{args.preset}"
     results, first_loop_dir = {}, None
+    if args.round0_from:
+        first_loop_dir = Path(args.runs_dir) / f"{tag}-{args.round0_from}"
+        if not (first_loop_dir / "round_000").is_dir():
+            raise SystemExit(f"--round0-from {args.round0_from}: {first_loop_dir}/round_000 does not exist; run that arm first")
     for arm in args.arms.split(","):
         if arm not in arms:
             raise SystemExit(f"unknown arm {arm!r}; choose from {list(arms)}")
@@ -95,6 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         if arm != "extra_demos" and first_loop_dir is None:
             first_loop_dir = run_dir
 
+    out = Path(args.out)
+    config = {"preset": args.preset, "overrides": args.overrides, "tasks": list(cfg.tasks), "rounds": cfg.rounds}
+    commands = {arm: "python bench/improve.py " + " ".join(sys.argv[1:] if argv is None else argv) for arm in results}
+    if args.merge and out.exists():
+        previous = json.loads(out.read_text())
+        if previous.get("config") != config:
+            raise SystemExit(f"--merge: {out} holds another configuration ({previous.get('config')}); not merging")
+        results = {**previous.get("arms", {}), **results}
+        commands = {**previous.get("commands", {}), **commands}
+
     verdict = {}
     if {"learned", "oracle"} <= results.keys() and results["oracle"]["gain"]:
         verdict["fraction_of_oracle_gain"] = results["learned"]["gain"] / results["oracle"]["gain"]
@@ -107,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         verdict["goal_gain_25_points"] = results["learned"]["gain"] >= 0.25
     payload = {
         "command": "python bench/improve.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "commands": commands,
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "cuda": torch.cuda.is_available()},
-        "config": {"preset": args.preset, "overrides": args.overrides, "tasks": list(cfg.tasks), "rounds": cfg.rounds},
+        "config": config,
         "arms": results,
         "verdict": verdict,
     }
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2) + "\n")
 
