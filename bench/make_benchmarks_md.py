@@ -469,6 +469,9 @@ def render_improve(data: dict) -> list[str]:
                      r.get("episodes_collected", 0), number(r.get("wall_s"))])
     lines += table(["arm", "round 0", "success per round", "best", "gain (points)", "labels", "episodes collected",
                     "wall s"], rows)
+    commands = data.get("commands") or {}
+    if len(set(commands.values())) > 1:  # arms run as separate processes (--merge): each arm's own command
+        lines += ["Commands per arm:", ""] + [f"- {arm}: `{command}`" for arm, command in commands.items()] + [""]
     if data.get("notes"):
         lines += ["Notes recorded with the results:", ""] + [f"- {note}" for note in data["notes"]] + [""]
     return lines

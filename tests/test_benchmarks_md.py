@@ -70,3 +70,21 @@ def test_robot_si_bench_lists_the_benchmarks_and_the_report(capsys):
     assert main(["bench"]) == 0
     listing = capsys.readouterr().out
     assert "bench/collect_throughput.py" in listing and "report    bench/make_benchmarks_md.py" in listing
+
+
+def test_improve_arms_run_by_separate_processes_list_each_arms_command(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    arm = {"round0_success": 0.4, "success_per_round": [0.4, 0.5], "best_success": 0.5, "gain": 0.1,
+           "labels_spent": 20, "episodes_collected": 60, "wall_s": 100.0}
+    (results / "improve.json").write_text(json.dumps({
+        "command": "python bench/improve.py --arms oracle --round0-from learned --merge",
+        "commands": {"learned": "python bench/improve.py --arms learned",
+                     "oracle": "python bench/improve.py --arms oracle --round0-from learned --merge"},
+        "config": {"preset": "default", "overrides": [], "tasks": ["reach"], "rounds": 1},
+        "arms": {"learned": arm, "oracle": {**arm, "labels_spent": 60}}, "verdict": {}}))
+    out = tmp_path / "BENCHMARKS.md"
+    assert load_script().main(["--results", str(results), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "- learned: `python bench/improve.py --arms learned`" in text
+    assert "- oracle: `python bench/improve.py --arms oracle --round0-from learned --merge`" in text
