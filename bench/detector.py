@@ -45,7 +45,8 @@ def parse_args(argv):
     parser.add_argument("--other-policies", type=int, default=6,
                         help="audit rollouts per task of expert noise 0.3 and 1.0 on held-out paraphrases (0: skip)")
     parser.add_argument("--budget", type=int, default=20, help="oracle labels spent on the labelled pool")
-    parser.add_argument("--encoder", default="default", help="default (EfficientNet-Lite0 + MiniLM) | hashing")
+    parser.add_argument("--encoder", default="default",
+                        help="default (pooled EfficientNet-Lite0 + MiniLM) | spatial (+ pixel/stride-16 maps) | hashing")
     parser.add_argument("--workdir", default="/tmp/robot_si_bench_detector")
     parser.add_argument("--fresh", action="store_true", help="delete the workdir's stores first")
     parser.add_argument("--label", default="current", help="name of this run in the results file (e.g. before/after)")
@@ -56,6 +57,8 @@ def parse_args(argv):
     parser.add_argument("--random-share", type=float, default=0.5, help="mixed: share of the budget sampled (stratified)")
     parser.add_argument("--labelled-weight", type=float, default=None,
                         help="v1 DetectorConfig.labelled_episode_weight (default: the config's default)")
+    parser.add_argument("--detector", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="DetectorConfig overrides for v0 and v1, e.g. use_terminal_frame=true keypoints=0")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (shared machines: 1)")
     return parser.parse_args(argv)
 
@@ -75,7 +78,8 @@ def main(argv=None) -> dict:
         import torch
 
         torch.set_num_threads(args.threads)
-    v1_overrides = {} if args.labelled_weight is None else {"labelled_episode_weight": args.labelled_weight}
+    overrides = _parse_overrides(args.detector)
+    v1_overrides = {**overrides, **({} if args.labelled_weight is None else {"labelled_episode_weight": args.labelled_weight})}
     workdir = Path(args.workdir)
     if args.fresh and workdir.exists():
         shutil.rmtree(workdir)
@@ -103,9 +107,9 @@ def main(argv=None) -> dict:
     timings["record_s"] = time.perf_counter() - start
 
     # frozen features are cached on disk (episodes are immutable), so reruns only train and audit
-    cache = FeatureCache(make_encoders(args.encoder), cache_dir=workdir / "feature_cache")
+    cache = FeatureCache(make_encoders(args.encoder, image_size=demos.spec.image_height), cache_dir=workdir / "feature_cache")
     start = time.perf_counter()
-    detector_v0 = SuccessDetector(DetectorConfig(encoder=args.encoder, seed=args.seed), feature_cache=cache)
+    detector_v0 = SuccessDetector(DetectorConfig(encoder=args.encoder, seed=args.seed, **overrides), feature_cache=cache)
     report_v0 = detector_v0.fit_stores([demos])
     oracle = OracleLabelSource(budget=args.budget)
     version = label_store(rollouts, detector_v0, None, label_source=oracle, round=1, strategy=args.strategy,
@@ -143,6 +147,7 @@ def main(argv=None) -> dict:
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
         "tasks": args.tasks,
         "encoder": cache.encoders.name,
+        "detector_overrides": overrides,
         "data": {
             "demos_per_task": args.demos, "mediocre_policy": f"scripted expert, noise {args.noises}",
             "labelled_pool": {"episodes": truth_rate(rollouts)[1], "gt_success_rate": truth_rate(rollouts)[0]},
@@ -173,6 +178,19 @@ def main(argv=None) -> dict:
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(markdown(run, args.label))
     return run
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    """KEY=VALUE strings -> DetectorConfig keyword arguments (values parsed as YAML: 0, true, [0.0, 0.5])."""
+    import yaml
+
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--detector takes KEY=VALUE pairs (got {item!r})")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
 
 
 def _headline(audit: dict) -> dict:

@@ -126,7 +126,8 @@ def test_detector_saved_before_newer_config_fields_still_loads(tmp_path):
     detector.save_pretrained(tmp_path / "det")
     path = tmp_path / "det" / "detector_config.json"
     payload = json.loads(path.read_text())
-    for key in ("labelled_episode_weight", "balance_classes", "use_terminal_frame"):
+    for key in ("labelled_episode_weight", "balance_classes", "use_terminal_frame", "map_shapes", "keypoints",
+                "keypoint_hidden_dim", "image_size"):
         del payload["config"][key]
     payload["version"] = detector._hash_version(payload["config"])  # what the older code recorded
     path.write_text(json.dumps(payload))
@@ -134,6 +135,7 @@ def test_detector_saved_before_newer_config_fields_still_loads(tmp_path):
     assert loaded.version == payload["version"]
     assert loaded.config.labelled_episode_weight == 1.0 and loaded.config.balance_classes is False
     assert loaded.config.use_terminal_frame is False  # older detectors judged the last stored frame
+    assert loaded.config.map_shapes == ()  # and read pooled image features only
     np.testing.assert_allclose(loaded.predict_proba(features), detector.predict_proba(features), rtol=1e-6)
     payload["version"] = "detector-000000000000"  # a tampered checkpoint is still refused
     path.write_text(json.dumps(payload))
@@ -179,3 +181,50 @@ def test_labelled_episode_ends_weigh_more_and_classes_stay_balanced(tmp_path, mo
     # within a class, a labelled end weighs 6x a demo-derived example
     ratio = out / class_input
     assert np.allclose(ratio[positive], ratio[positive][0]) and np.allclose(ratio[~positive], ratio[~positive][0])
+
+
+class _MapEncoders:
+    """Stand-in for the spatial encoder: an 8x8 RGB map in front of a 4-d 'pooled' vector."""
+
+    name = "maps-test"
+    map_shapes = ((3, 8, 8),)
+    image_dim = 3 * 8 * 8 + 4
+    text_dim = 4
+
+
+def _scene_clips(n, seed):
+    """Two coloured blobs (channels 0, 1) and a 'gripper' blob (channel 2) at random cells; success = the gripper
+    sits on the blob the instruction names. The pooled part is noise: only *where* things are decides."""
+    rng = np.random.default_rng(seed)
+    instruction = rng.integers(0, 2, n)
+    labels = rng.random(n) < 0.5
+    maps = np.zeros((n, 3, 8, 8), np.float32)
+    cells = rng.integers(0, 8, (n, 2, 2))
+    gripper = rng.integers(0, 8, (n, 2))
+    gripper[labels] = cells[labels, instruction[labels]]  # on the instructed blob
+    on_other = ~labels & (rng.random(n) < 0.5)  # hard negatives: on the other blob
+    gripper[on_other] = cells[on_other, 1 - instruction[on_other]]
+    rows = np.arange(n)
+    for channel in (0, 1):
+        maps[rows, channel, cells[:, channel, 0], cells[:, channel, 1]] = 1.0
+    maps[rows, 2, gripper[:, 0], gripper[:, 1]] = 1.0
+    frame = np.concatenate([maps.reshape(n, -1), rng.normal(0, 1, (n, 4)).astype(np.float32)], axis=1)
+    images = np.repeat(frame[:, None], K, axis=1)
+    texts = np.eye(4, dtype=np.float32)[instruction]
+    return ClipFeatures(images=images, texts=texts, states=np.zeros((n, K, 3), np.float32)), labels, [f"e{i}" for i in range(n)]
+
+
+def test_keypoints_read_where_things_are_which_pooled_features_cannot():
+    """The spatial head (instruction-conditioned keypoints on the maps) learns 'the gripper is on the named blob';
+    the same detector told to ignore the maps (keypoints=0) is at chance. Save/load keeps the map layout."""
+    from sklearn.metrics import roc_auc_score
+
+    train, train_labels, groups = _scene_clips(800, seed=0)
+    test, test_labels, _ = _scene_clips(400, seed=1)
+    aucs = {}
+    for keypoints in (8, 0):
+        detector = SuccessDetector(_config(keypoints=keypoints, epochs=20, min_steps=300, hidden_dim=64), encoders=_MapEncoders())
+        detector.fit(train, train_labels, groups=groups)
+        assert detector.config.map_shapes == ((3, 8, 8),)
+        aucs[keypoints] = roc_auc_score(test_labels, detector.predict_proba(test))
+    assert aucs[8] > 0.9 and aucs[0] < 0.65, aucs

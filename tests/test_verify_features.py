@@ -36,6 +36,25 @@ def test_default_encoders_are_the_policys_efficientnet_and_minilm(pretrained):
         pretrained.encode_images(images.astype(np.float32))
 
 
+def test_spatial_encoders_put_the_pixel_and_stride16_maps_before_the_pooled_vector(pretrained):
+    from robot_si.verify.features import pooled_image_features
+
+    spatial = make_encoders("spatial")
+    assert spatial.name != pretrained.name  # separate feature caches and checkpoints
+    assert spatial.map_shapes == ((3, 16, 16), (112, 4, 4))
+    assert spatial.image_dim == 3 * 16 * 16 + 112 * 4 * 4 + 1280
+    images = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    features = spatial.encode_images(images)
+    assert features.shape == (2, spatial.image_dim)
+    # the pooled tail is exactly what the pooled encoder gives; the first map is the image average-pooled x4
+    np.testing.assert_allclose(pooled_image_features(features, spatial.map_shapes), pretrained.encode_images(images),
+                               rtol=1e-4, atol=1e-5)
+    pixels = images.astype(np.float32).reshape(2, 16, 4, 16, 4, 3).mean(axis=(2, 4)) / 255.0
+    np.testing.assert_allclose(features[:, :768].reshape(2, 3, 16, 16), pixels.transpose(0, 3, 1, 2), atol=1e-5)
+    with pytest.raises(ValueError, match="built for 64 px"):
+        spatial.encode_images(images[:, :32, :32])
+
+
 def test_clip_features_carry_no_episode_length(tmp_path):
     # In simulation episodes stop at success, so length is ground truth: a clip ending at frame t of a long
     # (timed-out) episode must featurize exactly like the same frames stored as a short episode.

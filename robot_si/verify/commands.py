@@ -20,11 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 ACTIONS = ("train", "eval", "label")
 
 
-def _configs(cfg: DictConfig):
+def _configs(cfg: DictConfig, *, image_size: int | None = None):
     from robot_si.verify.detector import DetectorConfig
     from robot_si.verify.progress import ProgressConfig
 
     detector_kwargs = OmegaConf.to_container(cfg.verifier.detector, resolve=True)
+    if image_size is not None:  # the spatial encoder's maps fit the stores' images unless the config says otherwise
+        detector_kwargs.setdefault("image_size", image_size)
     progress_kwargs = OmegaConf.to_container(cfg.verifier.progress, resolve=True)
     return (
         DetectorConfig(encoder=cfg.verifier.encoder, **detector_kwargs),
@@ -62,7 +64,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     _require(cfg, "stores", "out", action="train")
     stores = [_open_store(p) for p in cfg.stores]
-    detector_config, progress_config = _configs(cfg)
+    detector_config, progress_config = _configs(cfg, image_size=stores[0].spec.image_height)
     detector = SuccessDetector(detector_config, cache_dir=cfg.cache_dir)
     detector_report = detector.fit_stores(stores, label_version=cfg.label_version)
     # the progress model shares the detector's encoders (and their feature cache)

@@ -3,9 +3,14 @@
 Owns `DetectorConfig`, `ClipFeatures`, the small attention head and `SuccessDetector` (fit / predict_proba /
 save_pretrained / from_pretrained). Input: K frames of an episode (`features.clip_frame_indices`: the final
 frames plus a few subsampled from the start), each as a frozen image feature (+ the proprioceptive state of
-that frame), and the instruction's frozen text embedding. The head projects each to a shared width, runs one
-small transformer layer over [instruction token, frame tokens] and reads a logit from the instruction token
-and the last frame token. Probability = sigmoid(logit / temperature); "accepted" = probability >= threshold.
+that frame), and the instruction's frozen text embedding. With the `spatial` encoder (an option, not the
+default) a frame's feature also holds its pixel and stride-16 maps, and the head reads them through
+instruction-conditioned spatial-softmax keypoints (the policy's `SpatialKeypoints`): at 64 px a ball is ~7 px,
+and whether the gripper touches *the red one* is a question of where things are. Each frame token is then the
+projected pooled feature plus the projected keypoint coordinates. (Measured on the detector benchmark: no
+better than pooled features with 50 demos per task, and ~4x slower to train; bench/NOTES_verify.md.) The head
+runs one small transformer layer over [instruction token, frame tokens] and reads a logit from the instruction
+token and the last frame token. Probability = sigmoid(logit / temperature); "accepted" = probability >= threshold.
 Temperature and threshold are fitted on held-out labelled episodes (`calibration.py`): the out-of-fold logits
 of the human/oracle-labelled episodes when there are enough of them, else held-out training examples; both
 are saved with the weights.
@@ -40,7 +45,7 @@ from robot_si.verify.calibration import (
     sigmoid,
 )
 from robot_si.verify.examples import ClipExample, build_training_examples, count_by_source
-from robot_si.verify.features import FeatureCache, clip_frame_indices, episode_end, make_encoders
+from robot_si.verify.features import FeatureCache, clip_frame_indices, episode_end, make_encoders, pooled_image_features
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +54,21 @@ BUDGETED_EXAMPLE_SOURCES = ("human", "oracle")
 WEIGHTS_FILE = "model.safetensors"
 # Fields added after detectors were first saved, with the value that reproduces the behaviour before them
 # (a checkpoint without the field loads with this value; its version is checked against the config as saved).
-LEGACY_CONFIG_VALUES: dict[str, Any] = {"balance_classes": False, "labelled_episode_weight": 1.0, "use_terminal_frame": False}
+LEGACY_CONFIG_VALUES: dict[str, Any] = {"balance_classes": False, "labelled_episode_weight": 1.0, "use_terminal_frame": False,
+                                        "map_shapes": ()}
 
 
 @dataclasses.dataclass(kw_only=True)
 class DetectorConfig:
     """Every knob of the success detector; saved with the checkpoint."""
 
-    encoder: str = "default"  # default (EfficientNet-Lite0 + MiniLM) | hashing (weight-free, tests)
+    # default (pooled EfficientNet-Lite0 + MiniLM) | spatial (+ pixel/stride-16 maps read by keypoints) | hashing (tests)
+    # spatial is not the default: on the detector benchmark it was no better and trains ~4x slower (NOTES_verify.md)
+    encoder: str = "default"
+    image_size: int = 64  # the spatial encoder's maps are built for this image side
+    # instruction-conditioned spatial-softmax keypoints per map of a spatial encoder (0: read the pooled vector only)
+    keypoints: int = 16
+    keypoint_hidden_dim: int = 32
     num_context_frames: int = 4
     num_final_frames: int = 3
     final_frame_stride: int = 2
@@ -98,9 +110,17 @@ class DetectorConfig:
     image_dim: int = 0
     text_dim: int = 0
     state_dim: int = 0
+    map_shapes: tuple[tuple[int, int, int], ...] = ()  # (C, H, W) of the maps at the front of each image feature
 
     def __post_init__(self) -> None:
         self.prefix_fractions = tuple(float(f) for f in self.prefix_fractions)
+        self.map_shapes = tuple(tuple(int(v) for v in shape) for shape in self.map_shapes)
+        if any(len(shape) != 3 for shape in self.map_shapes):
+            raise ValueError(f"DetectorConfig.map_shapes must be (channels, height, width) triples (got {self.map_shapes!r})")
+        for name in ("keypoints", "keypoint_hidden_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "keypoints" else 1):
+                raise ValueError(f"DetectorConfig.{name} must be an int >= {0 if name == 'keypoints' else 1} (got {value!r})")
         positive = ("num_final_frames", "final_frame_stride", "hidden_dim", "num_heads", "num_layers", "epochs", "min_steps",
                     "batch_size", "min_calibration_episodes")
         for name in positive:
@@ -137,6 +157,7 @@ class DetectorConfig:
     def to_json_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["prefix_fractions"] = list(self.prefix_fractions)
+        data["map_shapes"] = [list(shape) for shape in self.map_shapes]
         return data
 
     @classmethod
@@ -179,17 +200,29 @@ def _build_head(config: DetectorConfig):
     import torch
     from torch import nn
 
+    from robot_si.policies.modeling_compact_vla import SpatialKeypoints
+
+    map_sizes = [c * h * w for c, h, w in config.map_shapes]
+    pooled_dim = config.image_dim - sum(map_sizes)
+
     class DetectorHead(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             d = config.hidden_dim
-            self.register_buffer("image_mean", torch.zeros(config.image_dim))
-            self.register_buffer("image_std", torch.ones(config.image_dim))
+            self.register_buffer("image_mean", torch.zeros(pooled_dim))
+            self.register_buffer("image_std", torch.ones(pooled_dim))
             self.register_buffer("state_mean", torch.zeros(max(1, config.state_dim)))
             self.register_buffer("state_std", torch.ones(max(1, config.state_dim)))
-            self.image_proj = nn.Sequential(nn.Linear(config.image_dim, d), nn.LayerNorm(d))
+            self.image_proj = nn.Sequential(nn.Linear(pooled_dim, d), nn.LayerNorm(d))
             self.state_proj = nn.Linear(max(1, config.state_dim), d) if config.use_state else None
             self.text_proj = nn.Sequential(nn.Linear(config.text_dim, d), nn.LayerNorm(d))
+            # where things are: per map, K keypoints that the instruction steers (its projected embedding is the FiLM input)
+            self.keypoint_heads = nn.ModuleList(
+                SpatialKeypoints(*shape, config.keypoints, config.keypoint_hidden_dim, d) for shape in config.map_shapes
+            ) if config.keypoints else nn.ModuleList()
+            self.keypoint_proj = nn.Sequential(
+                nn.Linear(sum(h.output_dim for h in self.keypoint_heads), d), nn.GELU(), nn.Linear(d, d), nn.LayerNorm(d)
+            ) if len(self.keypoint_heads) else None
             self.position = nn.Parameter(torch.zeros(config.clip_length, d))
             nn.init.normal_(self.position, std=0.02)
             layer = nn.TransformerEncoderLayer(
@@ -199,10 +232,16 @@ def _build_head(config: DetectorConfig):
             self.readout = nn.Sequential(nn.LayerNorm(3 * d), nn.Linear(3 * d, d), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(d, 1))
 
         def forward(self, images, texts, states):
-            frames = self.image_proj((images - self.image_mean) / self.image_std)
+            *maps, pooled = images.split([*map_sizes, pooled_dim], dim=-1)
+            frames = self.image_proj((pooled - self.image_mean) / self.image_std)
             if self.state_proj is not None:
                 frames = frames + self.state_proj((states - self.state_mean) / self.state_std)
             text = self.text_proj(texts)
+            if self.keypoint_proj is not None:
+                n, k = images.shape[:2]
+                cond = text.repeat_interleave(k, dim=0)  # (N*K, d): every frame looks for what the instruction names
+                points = torch.cat([head(m.reshape(n * k, -1), cond) for head, m in zip(self.keypoint_heads, maps, strict=True)], -1)
+                frames = frames + self.keypoint_proj(points).view(n, k, -1)
             # FiLM-free conditioning through attention: the instruction is the first token.
             tokens = torch.cat([text[:, None], frames + self.position], dim=1)
             encoded = self.encoder(tokens)
@@ -234,7 +273,7 @@ class SuccessDetector:
     @property
     def encoders(self):
         if self._encoders is None:
-            self._encoders = make_encoders(self.config.encoder)
+            self._encoders = make_encoders(self.config.encoder, image_size=self.config.image_size)
         return self._encoders
 
     @property
@@ -358,7 +397,11 @@ class SuccessDetector:
         self.threshold = choice.threshold if choice.met_target else max(choice.threshold, self.threshold)
         self._version = None
         report.update({"ece_after": expected_calibration_error(probs, target), "temperature": self.temperature,
-                       "threshold": choice.to_json_dict(), "threshold_used": self.threshold})
+                       "threshold": choice.to_json_dict(), "threshold_used": self.threshold,
+                       # how this detector decides on labelled episodes it did not train on: the loop's
+                       # wrong-verifier guard reads it (accepted = out-of-fold probability >= the threshold used)
+                       "out_of_fold_sample": {"accepted": [bool(p >= self.threshold) for p in probs.tolist()],
+                                              "label": [bool(t) for t in target.tolist()]}})
         return report
 
     def fit(self, features: ClipFeatures, labels: np.ndarray, *, groups: Sequence[str] | None = None,
@@ -382,6 +425,11 @@ class SuccessDetector:
             )
         cfg = self.config
         cfg.image_dim, cfg.text_dim, cfg.state_dim = features.images.shape[2], features.texts.shape[1], features.states.shape[2]
+        # features handed in without this detector ever building encoders are taken as pooled vectors only
+        cfg.map_shapes = tuple(self._encoders.map_shapes) if self._encoders is not None else ()
+        if sum(c * h * w for c, h, w in cfg.map_shapes) >= cfg.image_dim:
+            raise ValueError(f"image features are {cfg.image_dim}-d but the encoder's maps {cfg.map_shapes} need more; "
+                             "the features were not made by this detector's encoders")
         if features.images.shape[1] != cfg.clip_length:
             raise ValueError(f"clips have {features.images.shape[1]} frames; this config expects {cfg.clip_length}")
         groups = np.asarray(list(groups) if groups is not None else [str(i) for i in range(len(labels))], dtype=object)
@@ -391,8 +439,9 @@ class SuccessDetector:
         generator = torch.Generator().manual_seed(cfg.seed)
         self.model = _build_head(cfg)
         train = features.subset(train_index)
-        self.model.image_mean.copy_(torch.from_numpy(train.images.reshape(-1, cfg.image_dim).mean(0)))
-        self.model.image_std.copy_(torch.from_numpy(train.images.reshape(-1, cfg.image_dim).std(0) + 1e-3))
+        pooled = pooled_image_features(train.images, cfg.map_shapes).reshape(len(train) * cfg.clip_length, -1)
+        self.model.image_mean.copy_(torch.from_numpy(pooled.mean(0)))
+        self.model.image_std.copy_(torch.from_numpy(pooled.std(0) + 1e-3))
         self.model.state_mean.copy_(torch.from_numpy(train.states.reshape(-1, cfg.state_dim).mean(0)))
         self.model.state_std.copy_(torch.from_numpy(train.states.reshape(-1, cfg.state_dim).std(0) + 1e-3))
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

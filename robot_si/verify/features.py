@@ -3,9 +3,11 @@
 Owns:
 - `clip_frame_indices`: the K frames the success detector looks at for a clip ending at frame t (the final
   frames plus a few subsampled from the start of the episode up to t);
-- the `Encoders` protocol and its two implementations: `PretrainedEncoders` (the policy's frozen ImageNet
-  EfficientNet-Lite0 image encoder and offline MiniLM text encoder from `robot_si.policies.encoders`) and
-  `HashingEncoders` (no weights: pooled pixels and hashed words; for tests and debugging only);
+- the `Encoders` protocol and its implementations: `PretrainedEncoders` (the policy's frozen ImageNet
+  EfficientNet-Lite0 image encoder and offline MiniLM text encoder from `robot_si.policies.encoders`), either
+  one pooled 1280-d vector per frame (`default`) or, with `spatial=True`, the frame's maps too (the raw pixels
+  average-pooled x4 and the stride-16 feature map, flattened, before the pooled vector), so a head can find
+  where small objects are; and `HashingEncoders` (no weights: pooled pixels and hashed words; tests only);
 - `FeatureCache`: image features per (store, episode, frame), computed once per process and optionally kept
   on disk (episodes are immutable, so a cached feature never goes stale), plus instruction embeddings.
 
@@ -60,11 +62,17 @@ def clip_frame_indices(end: int, *, num_context: int = 4, num_final: int = 3, fi
 
 
 class Encoders(Protocol):
-    """Frozen feature extractors the verifier uses; `name` identifies them in caches and checkpoints."""
+    """Frozen feature extractors the verifier uses; `name` identifies them in caches and checkpoints.
+
+    `map_shapes`: (channels, height, width) of the flattened maps at the front of each image feature, in order;
+    the remaining `image_dim - sum(C*H*W)` entries are the pooled vector (`pooled_image_features` splits them).
+    Empty for encoders that give only a pooled vector.
+    """
 
     name: str
     image_dim: int
     text_dim: int
+    map_shapes: tuple[tuple[int, int, int], ...]
 
     def encode_images(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3) -> float32 (N, image_dim)."""
@@ -77,6 +85,7 @@ class HashingEncoders:
     """Weight-free encoders: 8x8 average-pooled pixels and a hashed bag of words (tests and debugging only)."""
 
     name = "hashing"
+    map_shapes: tuple[tuple[int, int, int], ...] = ()
 
     def __init__(self, *, pool: int = 8, text_dim: int = 64) -> None:
         self.pool = pool
@@ -107,13 +116,22 @@ class PretrainedEncoders:
     Both come from `robot_si.policies.encoders` (weights shipped in pip packages, nothing is downloaded). The
     image trunk's "same" padding depends on the input side, so one `ImageEncoder` is built per image size seen;
     the text encoder is the process-wide shared one (policies in the same process reuse its weights and cache).
+
+    `spatial=True`: each image feature is [pixels average-pooled x4, stride-16 map, pooled 1280] flattened (at
+    64 px: 3x16x16 + 112x4x4 + 1280 = 3840 values; x4 not x2: a head reading 32x32 cells trained 4x slower on CPU); `map_shapes` describes the maps. Their size depends on the
+    image side, so a spatial encoder is fixed to one `image_size`.
     """
 
-    name = "efficientnet_lite0+minilm"
-    image_dim = EFFICIENTNET_FEATURE_DIM
     text_dim = MINILM_DIM
+    PIXEL_STRIDE = 4
+    MAP_STRIDES = (16,)
 
-    def __init__(self, *, batch_size: int = 128) -> None:
+    def __init__(self, *, batch_size: int = 128, spatial: bool = False, image_size: int = 64) -> None:
+        self.spatial = spatial
+        self.name = "efficientnet_lite0_spatial+minilm" if spatial else "efficientnet_lite0+minilm"
+        self.spatial_image_size = image_size if spatial else None
+        self.map_shapes: tuple[tuple[int, int, int], ...] = ()
+        self.image_dim = EFFICIENTNET_FEATURE_DIM
         try:
             from robot_si.policies.encoders import shared_text_encoder
         except ImportError as error:
@@ -128,17 +146,31 @@ class PretrainedEncoders:
         self._image_encoders: dict[int, object] = {}
         try:
             self._text = shared_text_encoder()
-            self._image_encoder(64)  # load the image weights now, so a missing package fails here and not mid-run
+            # load the image weights now, so a missing package fails here and not mid-run
+            encoder = self._image_encoder(image_size if spatial else 64)
         except ImportError as error:
             raise RuntimeError(f"the pretrained encoders cannot be loaded: {error}") from error
+        if spatial:
+            self.map_shapes = tuple(tuple(int(v) for v in shape) for shape in encoder.map_shapes)
+            self.image_dim = encoder.output_dim
 
     def _image_encoder(self, image_size: int):
         if image_size not in self._image_encoders:
             from robot_si.policies.encoders import ImageEncoder
 
-            encoder = ImageEncoder(image_size, pretrained=True, pooling="mean", freeze=True).eval()
-            if encoder.output_dim != self.image_dim:
-                raise RuntimeError(f"EfficientNet-Lite0 gave {encoder.output_dim}-d features, expected {self.image_dim}")
+            if self.spatial:
+                if self.spatial_image_size != image_size:
+                    raise ValueError(
+                        f"this spatial encoder was built for {self.spatial_image_size} px images, got {image_size} px; "
+                        f"its feature maps depend on the image size (build it with image_size={image_size})"
+                    )
+                encoder = ImageEncoder(image_size, pretrained=True, pooling="multiscale", freeze=True,
+                                       map_strides=self.MAP_STRIDES, pixel_stride=self.PIXEL_STRIDE, head=True).eval()
+            else:
+                encoder = ImageEncoder(image_size, pretrained=True, pooling="mean", freeze=True).eval()
+                if encoder.output_dim != EFFICIENTNET_FEATURE_DIM:
+                    raise RuntimeError(f"EfficientNet-Lite0 gave {encoder.output_dim}-d features, expected "
+                                       f"{EFFICIENTNET_FEATURE_DIM}")
             self._image_encoders[image_size] = encoder
         return self._image_encoders[image_size]
 
@@ -166,13 +198,22 @@ class PretrainedEncoders:
         return embedded.astype(np.float32)
 
 
-def make_encoders(name: str) -> Encoders:
-    """`default` / `pretrained`: the policy's frozen encoders; `hashing`: weight-free (tests only)."""
-    if name in ("default", "pretrained", PretrainedEncoders.name):
+def make_encoders(name: str, *, image_size: int = 64) -> Encoders:
+    """`default` / `pretrained`: the policy's frozen encoders, pooled; `spatial`: the same plus the pixel and
+    stride-16 maps of each frame (at `image_size`); `hashing`: weight-free (tests only)."""
+    if name in ("default", "pretrained", "efficientnet_lite0+minilm"):
         return PretrainedEncoders()
+    if name in ("spatial", "efficientnet_lite0_spatial+minilm"):
+        return PretrainedEncoders(spatial=True, image_size=image_size)
     if name == "hashing":
         return HashingEncoders()
-    raise ValueError(f"unknown encoder {name!r}; choose 'default' (EfficientNet-Lite0 + MiniLM) or 'hashing' (tests)")
+    raise ValueError(f"unknown encoder {name!r}; choose 'spatial' (EfficientNet-Lite0 maps + MiniLM), 'default' "
+                     "(pooled EfficientNet-Lite0 + MiniLM) or 'hashing' (tests)")
+
+
+def pooled_image_features(features: np.ndarray, map_shapes: Sequence[Sequence[int]]) -> np.ndarray:
+    """The pooled part of image features (..., image_dim) whose front holds flattened `map_shapes` maps."""
+    return features[..., sum(int(c) * int(h) * int(w) for c, h, w in map_shapes):]
 
 
 def _check_images(images: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_si.verify.features import FeatureCache, make_encoders
+from robot_si.verify.features import FeatureCache, make_encoders, pooled_image_features
 
 CONFIG_FILE = "progress_config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -174,6 +174,8 @@ class ProgressModel:
         meta = store.get_meta(episode_id)
         indices = encoded_frame_indices(meta.num_frames, self.config.frame_stride)
         features, states = self.feature_cache.image_features(store, episode_id, indices)
+        # a spatial encoder (shared with the detector) puts pixel/feature maps first; this MLP reads the pooled vector
+        features = pooled_image_features(features, self.encoders.map_shapes)
         return ProgressEpisode(
             frame_indices=indices, image_features=features, states=states[indices],
             text=self.feature_cache.text_features([meta.instruction])[0], num_frames=meta.num_frames,
