@@ -96,6 +96,9 @@ def test_calibration_uses_held_out_oracle_labelled_episodes(tmp_path):
     calibration = detector.fit_stores([store], label_version=version)["calibration"]
     assert calibration["calibrated_on"].startswith("out-of-fold logits of 10 human/oracle-labelled episodes (3 folds)")
     assert detector.temperature == calibration["temperature"] and detector.threshold == calibration["threshold_used"]
+    # the out-of-fold decisions (what the loop's wrong-verifier guard reads): one per labelled episode, its label
+    sample = calibration["out_of_fold_sample"]
+    assert len(sample["accepted"]) == 10 and sorted(sample["label"]) == [False] * 5 + [True] * 5
     # too few labelled episodes: the held-out training examples calibrate instead, and the report says so
     few = SuccessDetector(_config(epochs=2, min_steps=10, min_calibration_episodes=20, num_context_frames=2),
                           encoders=HashingEncoders())

@@ -61,7 +61,8 @@ def test_killed_run_resumes_without_redoing_completed_stages(smoke_run):
     final_manifest = _manifest(run_dir, 0)
     for stage in ("demos", "train_policy"):  # the records (and seconds) from before the kill are kept as they were
         assert final_manifest[stage] == killed_manifest[stage]
-    assert set(_manifest(run_dir, 1)) >= {"collect", "label", "weight", "train_policy", "train_verifier", "evaluate", "audit"}
+    assert set(_manifest(run_dir, 1)) >= {"collect", "label", "train_verifier", "refit_label", "weight", "train_policy",
+                                          "evaluate", "audit"}
     # no episode twice: demos and autonomous stores hold exactly the requested episodes
     assert len(EpisodeStore(run_dir / "store" / "demos").episodes()) == 4
     assert len(EpisodeStore(run_dir / "store" / "autonomous").episodes()) == 4
@@ -97,6 +98,11 @@ def test_smoke_run_writes_summary_metrics_report_and_checkpoints(smoke_run):
         assert {"train", "eval"} <= set(record["phase_seconds"])
     last = rounds[1]
     assert last["episodes_collected"] == 4
+    # the round trains on labels from the verifier refit on this round's budgeted labels, not the previous one's
+    assert last["label_version"] == "r001-labels-refit" and "episodes_accepted_previous_verifier" in last
+    weights_note = json.loads(json.loads((run_dir / "store" / "autonomous" / "labels" / "r001-weights" / "label_set.json")
+                                         .read_text())["note"])
+    assert weights_note["weighted_from"] == "r001-labels-refit"
     # 2 budgeted labels; when the verifier guard fired, guards.extra_labels=1 more
     assert last["labels_spent"] == (3 if "relabel" in _manifest(run_dir, 1) else 2)
     assert last["action_entropy"] > 0 and rounds[0]["demo_action_entropy"] > 0

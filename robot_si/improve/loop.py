@@ -1,13 +1,16 @@
 """The self-improvement loop, read top to bottom.
 
 Round 0 trains the policy by behaviour cloning on scripted demos and trains the verifier. Each round
-r = 1..R is five named steps:
+r = 1..R is six named steps:
 
 1. collect   M autonomous episodes with the current (best) policy, with exploration noise;
-2. label     them with the learned verifier only, plus the budgeted human/oracle labels it asks for;
-3. weight    the data by the configured method (filtered_bc | awr | advantage_conditioned | no_filter);
-4. train     the policy on demos (anchor) + weighted autonomous data; retrain the verifier with the new labels;
-5. evaluate  with ground truth on held-out seeds and paraphrases (sim only) and audit the verifier.
+2. label     them with the previous round's verifier, which picks where to spend the budgeted human/oracle labels;
+3. refit     the verifier on demos + every budgeted label so far (this round's too) and relabel the round with
+             it: the previous verifier never saw this policy's episodes (on the detector benchmark, 20 labels
+             lift the AUC from below chance to 0.68-0.82);
+4. weight    the data by the configured method (filtered_bc | awr | advantage_conditioned | no_filter);
+5. train     the policy on demos (anchor) + weighted autonomous data;
+6. evaluate  with ground truth on held-out seeds and paraphrases (sim only) and audit the verifier.
 
 Every stage records completion in `round_XXX/manifest.json`; rerunning the same command after a crash
 continues from the last completed stage. Guards roll back a collapsing round and stop a round from training on
@@ -34,6 +37,7 @@ from robot_si.improve.tracking import make_tracker
 PHASE_OF_STAGE = {
     "demos": "collect", "collect": "collect", "label": "label", "weight": "weight",
     "train_policy": "train", "train_verifier": "train", "evaluate": "eval", "audit": "audit", "relabel": "label",
+    "refit_label": "label",
 }
 
 
@@ -180,8 +184,26 @@ def improvement_round(run: Run, round_index: int, policy_round: int, best_succes
         verifier_decision = verifier_guard(
             accepted=sample["detector_accepted"], labels=sample["label"], max_rate=cfg.guards.max_accepted_but_failed,
         )
-    guard_notes.append(f"verifier guard: {verifier_decision.reason}")
-    # 3. weight
+    # 3. refit the verifier on demos + every budgeted label so far (this round's included) and relabel this
+    # round with it: the previous round's verifier never saw this policy's episodes. The guard then judges the
+    # refit verifier on the labelled episodes it did not train on (out-of-fold), when there are enough of them.
+    verifier = run_stage(manifest, "train_verifier", lambda: stages.train_verifier(run, cfg, round_index), log)
+    refit = run_stage(
+        manifest, "refit_label",
+        lambda: stages.label(run, cfg, round_index, budget=0, suffix="-refit", verifier_round=round_index), log,
+    )
+    labelled = {**refit, "labels_spent": labelled["labels_spent"], "labelled_sample": labelled["labelled_sample"],
+                "episodes_accepted_previous_verifier": labelled["episodes_accepted"]}
+    if verifier.get("out_of_fold_sample"):
+        guard_notes.append(f"verifier guard, previous round's verifier on this round's labels: {verifier_decision.reason}")
+        sample = verifier["out_of_fold_sample"]
+        verifier_decision = verifier_guard(accepted=sample["accepted"], labels=sample["label"],
+                                           max_rate=cfg.guards.max_accepted_but_failed)
+        guard_notes.append(f"verifier guard, refit verifier out-of-fold on {len(sample['label'])} labelled episodes: "
+                           f"{verifier_decision.reason}")
+    else:
+        guard_notes.append(f"verifier guard: {verifier_decision.reason}")
+    # 4. weight
     weighted = run_stage(
         manifest, "weight",
         lambda: stages.weight(run, cfg, round_index, labelled["label_version"], verified_only=verifier_decision.triggered),
@@ -189,14 +211,13 @@ def improvement_round(run: Run, round_index: int, policy_round: int, best_succes
     )
     if weighted.get("skip_reason"):
         guard_notes.append(weighted["skip_reason"])
-    # 4. train the policy (demo-anchored) and the verifier
+    # 5. train the policy (demo-anchored)
     run_stage(
         manifest, "train_policy",
         lambda: stages.train_policy(run, cfg, round_index, label_version=weighted["label_version"], init_from=policy_round),
         log,
     )
-    run_stage(manifest, "train_verifier", lambda: stages.train_verifier(run, cfg, round_index), log)
-    # 5. evaluate (ground truth, sim only) and audit the verifier that labelled this round
+    # 6. evaluate (ground truth, sim only) and audit the verifier that labelled this round
     evaluation = run_stage(manifest, "evaluate", lambda: stages.evaluate(run, cfg, round_index, policy_round=round_index), log)
     audit = run_stage(manifest, "audit", lambda: stages.audit(run, cfg, round_index, labelled["label_version"]), log)
 

@@ -114,7 +114,8 @@ def _verifier_configs(cfg: DictConfig):
     from robot_si.verify.progress import ProgressConfig
 
     encoder = cfg.verifier.encoder
-    return (DetectorConfig(encoder=encoder, **_container(cfg.verifier.detector)),
+    # the spatial encoder's maps are built for the loop's image size unless the verifier config says otherwise
+    return (DetectorConfig(encoder=encoder, **{"image_size": cfg.image_size, **_container(cfg.verifier.detector)}),
             ProgressConfig(encoder=encoder, **_container(cfg.verifier.progress)))
 
 
@@ -147,7 +148,9 @@ def train_verifier(run: Run, cfg: DictConfig, round_index: int) -> dict[str, Any
     progress.save_pretrained(out / "progress")
     return {"detector_version": detector.version, "progress_version": progress.version,
             "detector_threshold": detector.threshold, "detector_temperature": detector.temperature,
-            "verifier_examples": report.get("examples_by_source")}
+            "verifier_examples": report.get("examples_by_source"),
+            # None when there were too few labelled episodes for out-of-fold calibration
+            "out_of_fold_sample": report.get("calibration", {}).get("out_of_fold_sample")}
 
 
 def _load_verifier(run: Run, round_index: int):
@@ -185,15 +188,18 @@ def collect(run: Run, cfg: DictConfig, round_index: int, policy_round: int) -> d
     }
 
 
-def label(run: Run, cfg: DictConfig, round_index: int, *, budget: int | None = None, suffix: str = "") -> dict[str, Any]:
-    """Label every autonomous episode with the latest verifier; spend this round's budget on its unsure ones.
+def label(run: Run, cfg: DictConfig, round_index: int, *, budget: int | None = None, suffix: str = "",
+          verifier_round: int | None = None) -> dict[str, Any]:
+    """Label every autonomous episode with a verifier (default: the previous round's); spend `budget` (default
+    `labeling.budget`) labels of this round on its unsure ones.
 
-    `budget` (default `labeling.budget`) and `suffix` serve the wrong-verifier guard's second pass, which asks
-    for more labels and relabels (labels already given are carried over, never asked twice)."""
+    `budget` and `suffix` also serve the wrong-verifier guard's second pass (more labels) and the relabeling with
+    the verifier refit on this round's labels (`verifier_round=round_index`, budget 0). Labels already given are
+    carried over, never asked twice."""
     from robot_si.verify.labeler import label_store, labelling_summary
     from robot_si.verify.labeling import DEFAULT_RANDOM_SHARE, make_label_source
 
-    detector, progress = _load_verifier(run, round_index - 1)
+    detector, progress = _load_verifier(run, round_index - 1 if verifier_round is None else verifier_round)
     labeling = cfg.labeling
     source = make_label_source(labeling.source, budget=int(labeling.budget if budget is None else budget),
                                media_dir=run.round_dir(round_index) / "label_media")
@@ -319,8 +325,11 @@ def audit(run: Run, cfg: DictConfig, round_index: int, label_version: str) -> di
         return {"detector_auc": None, "accepted_but_failed": None, "ece": None, "audit_note": "no ground truth"}
     labels = read_label_set(store.root, label_version).episode_labels
     ids = [m.episode_id for m in metas if m.episode_id in labels and labels[m.episode_id].success_prob is not None]
+    # the detector is judged on the episodes it did not learn from: the refit verifier trained on this round's
+    # human/oracle-labelled episodes, so they are left out of its AUC/ECE (they still count in the final labels)
+    unseen = [e for e in ids if labels[e].label_source not in ("human", "oracle")] or ids
     threshold = labelling_summary(store.root, label_version)["threshold"]
-    report = audit_predictions({e: labels[e].success_prob for e in ids}, truth, threshold=threshold,
+    report = audit_predictions({e: labels[e].success_prob for e in unseen}, truth, threshold=threshold,
                                tasks={m.episode_id: m.task_name for m in metas})
     final = audit_predictions({e: labels[e].success_prob for e in ids}, truth, threshold=threshold,
                               accepted={e: bool(labels[e].label) for e in ids})
