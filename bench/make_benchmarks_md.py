@@ -502,11 +502,12 @@ def render_bc_generalization(data: dict) -> list[str]:
     for name, run in (data.get("runs") or {}).items():
         overall = run.get("eval", {}).get("overall", {})
         per_task = run.get("eval", {}).get("per_task", {})
-        rows.append([f"`{name}`", run.get("demos_per_task"), percent(overall.get("success_rate")),
+        rows.append([f"`{name}`", run.get("demos_per_task"), (run.get("train") or {}).get("steps"),
+                     number(run.get("train_wall_s")), percent(overall.get("success_rate")),
                      ", ".join(f"{task} {percent(v.get('success_rate'))}" for task, v in per_task.items()),
                      overall.get("n"), f"`{run.get('command', '')}`"])
     return ["Round-0 BC on new env seeds, one row per named variant (bench/NOTES_policy.md explains them).", "",
-            *table(["run", "demos/task", "overall", "per task", "episodes", "command"], rows)]
+            *table(["run", "demos/task", "train steps", "train s", "overall", "per task", "episodes", "command"], rows)]
 
 
 BENCHMARKS = [
