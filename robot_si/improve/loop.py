@@ -254,7 +254,7 @@ def run_improve(cfg: DictConfig, log: Callable[[str], None] = print) -> Path:
     tracker.log_round(rounds[0])
     best_round, best_success = 0, rounds[0].get("success_rate_gt")
     for round_index in range(1, cfg.rounds + 1):
-        log(f"round {round_index}: collect -> label -> weight -> train -> evaluate/audit (policy of round {best_round})")
+        log(f"round {round_index}: collect -> label -> refit verifier -> weight -> train -> evaluate/audit (policy of round {best_round})")
         summary = improvement_round(run, round_index, best_round, best_success,
                                     rounds[0].get("demo_action_entropy"), log)
         rounds.append(summary)
