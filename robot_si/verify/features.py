@@ -118,8 +118,9 @@ class PretrainedEncoders:
     the text encoder is the process-wide shared one (policies in the same process reuse its weights and cache).
 
     `spatial=True`: each image feature is [pixels average-pooled x4, stride-16 map, pooled 1280] flattened (at
-    64 px: 3x16x16 + 112x4x4 + 1280 = 3840 values; x4 not x2: a head reading 32x32 cells trained 4x slower on CPU); `map_shapes` describes the maps. Their size depends on the
-    image side, so a spatial encoder is fixed to one `image_size`.
+    64 px: 3x16x16 + 112x4x4 + 1280 = 3840 values; x4 not x2: a head reading 32x32 cells trained 4x slower on
+    CPU); `map_shapes` describes the maps. Their size depends on the image side, so a spatial encoder is fixed to
+    one `image_size`.
     """
 
     text_dim = MINILM_DIM
