@@ -114,6 +114,29 @@ def test_unset_normalization_is_a_clear_error():
         policy.predict_action_chunk(batch)
 
 
+def test_a_dimension_constant_in_the_demos_is_not_blown_up_by_normalization():
+    """Demos whose gripper command is always +1 (std 0): a rollout with exploration noise on it must give an error
+    of the noise's size, not noise / 1e-4 (which swamped the fine-tuning loss of the loop's rounds)."""
+    for mode in ("mean_std", "min_max"):
+        policy = CompactVLAPolicy(tiny_policy_config(action_normalization=mode))
+        dims, state_dims = policy.config.action_dim, policy.config.state_dim
+        policy.set_normalization_stats({  # the last action and the last state entry never vary in the "demos"
+            "observation.state": {"mean": [0.0] * state_dims, "std": [1.0] * (state_dims - 1) + [0.0]},
+            "action": {"mean": [0.2] * (dims - 1) + [1.0], "std": [0.5] * (dims - 1) + [0.0],
+                       "min": [-1.0] * (dims - 1) + [1.0], "max": [1.0] * dims},
+        })
+        demo_like = torch.tensor([[0.1] * (dims - 1) + [1.0]])
+        noisy = demo_like.clone()
+        noisy[0, -1] = 0.9  # exploration noise on the constant dimension
+        gap = (policy.normalize_action(noisy) - policy.normalize_action(demo_like))[0, -1].abs().item()
+        assert gap == pytest.approx(0.1, abs=1e-5), mode
+        round_trip = policy.unnormalize_action(policy.normalize_action(noisy))
+        torch.testing.assert_close(round_trip, noisy.clamp(policy.config.action_low, policy.config.action_high))
+        state = torch.zeros(1, policy.config.state_dim)
+        state[0, -1] = 0.05
+        assert policy.normalize_state(state)[0, -1].item() == pytest.approx(0.05)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="n_action_steps"):
         CompactVLAConfig(horizon=4, n_action_steps=8)

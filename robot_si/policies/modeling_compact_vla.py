@@ -38,6 +38,14 @@ TASK_FEATURES_KEY = "observation.task_features"  # (B, 384)
 BAD, GOOD, UNCONDITIONED = 0, 1, 2
 
 
+def _scale(spread: Tensor, *, constant: float, eps: float = 1e-4) -> Tensor:
+    """The divisor of a normalization: `spread` (std, or max - min), except `constant` (= no rescaling) where a
+    dimension did not vary in the training data. Dividing by a tiny spread instead would turn any later deviation
+    (a demo set whose gripper command is always +1, then rollouts with exploration noise on it) into errors of
+    thousands that swamp the loss; diffusion_policy's normalizer treats constant dimensions the same way."""
+    return torch.where(spread < eps, torch.full_like(spread, constant), spread)
+
+
 class FiLMBlock(nn.Module):
     """Pre-norm residual MLP block whose normalized input is scaled and shifted by the conditioning vector."""
 
@@ -191,23 +199,23 @@ class CompactVLAPolicy(nn.Module):
     def normalize_state(self, state: Tensor) -> Tensor:
         if self.config.state_normalization == "none":
             return state
-        return (state - self.state_mean) / self.state_std.clamp_min(1e-4)
+        return (state - self.state_mean) / _scale(self.state_std, constant=1.0)
 
     def normalize_action(self, action: Tensor) -> Tensor:
         mode = self.config.action_normalization
         if mode == "mean_std":
-            return (action - self.action_mean) / self.action_std.clamp_min(1e-4)
+            return (action - self.action_mean) / _scale(self.action_std, constant=1.0)
         if mode == "min_max":
-            span = (self.action_max - self.action_min).clamp_min(1e-4)
+            span = _scale(self.action_max - self.action_min, constant=2.0)
             return (action - self.action_min) / span * 2 - 1
         return action
 
     def unnormalize_action(self, action: Tensor) -> Tensor:
         mode = self.config.action_normalization
         if mode == "mean_std":
-            action = action * self.action_std.clamp_min(1e-4) + self.action_mean
+            action = action * _scale(self.action_std, constant=1.0) + self.action_mean
         elif mode == "min_max":
-            action = (action + 1) / 2 * (self.action_max - self.action_min).clamp_min(1e-4) + self.action_min
+            action = (action + 1) / 2 * _scale(self.action_max - self.action_min, constant=2.0) + self.action_min
         if self.config.clip_actions:
             action = action.clamp(self.config.action_low, self.config.action_high)
         return action
