@@ -7,7 +7,7 @@ r = 1..R is six named steps:
 2. label     them with the previous round's verifier, which picks where to spend the budgeted human/oracle labels;
 3. refit     the verifier on demos + every budgeted label so far (this round's too) and relabel the round with
              it: the previous verifier never saw this policy's episodes (on the detector benchmark, 20 labels
-             lift the AUC from below chance to 0.68-0.82);
+             lift the AUC from below chance to 0.65-0.82);
 4. weight    the data by the configured method (filtered_bc | awr | advantage_conditioned | no_filter);
 5. train     the policy on demos (anchor) + weighted autonomous data;
 6. evaluate  with ground truth on held-out seeds and paraphrases (sim only) and audit the verifier.
