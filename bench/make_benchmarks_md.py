@@ -301,8 +301,12 @@ def verdict_collect(data: dict) -> list[Verdict]:
         measured.append(f"best Ray {best_ray['ratio_to_raw']:.2f}x ({best_ray['setup']}), but that is {workers} "
                         f"processes against one raw process: {best_ray['ratio_to_raw'] / workers:.2f}x per process")
     met = best_local["ratio_to_raw"] >= 0.7 if best_local else None
-    return [Verdict(target="collection with the policy in the loop reaches >= 0.7x raw sim throughput",
-                    measured="; ".join(measured), met=met)]
+    verdicts = [Verdict(target="collection with the policy in the loop reaches >= 0.7x raw sim throughput",
+                        measured="; ".join(measured), met=met)]
+    if data.get("ray_2_over_1") is not None:
+        verdicts.append(Verdict(target="2 Ray workers >= 1.6x one worker (2 cores)",
+                                measured=f"{data['ray_2_over_1']:.2f}x", met=data["ray_2_over_1"] >= 1.6))
+    return verdicts
 
 
 def command_policy(data: dict) -> str:
@@ -371,13 +375,15 @@ def verdict_policy(data: dict) -> list[Verdict]:
 
 
 def detector_run(data: dict) -> dict:
-    """The run to show: the file's only run, or (multi-run layout `{"runs": {label: run}}`) the last one added."""
+    """The run to show: the file's only run, or (multi-run layout `{"runs": {label: run}}`) the one named by
+    `"headline"` (the run of the default configuration), else the last one added."""
     runs = data.get("runs")
     if not isinstance(runs, dict) or not runs:
         return data
-    label = list(runs)[-1]
+    label = data.get("headline") if data.get("headline") in runs else list(runs)[-1]
     run = runs[label]
-    note = (f"Run `{label}`, the latest of {len(runs)} in the JSON ({', '.join(f'`{r}`' for r in runs)}); "
+    which = "the default configuration's run" if label == data.get("headline") else "the latest"
+    note = (f"Run `{label}`, {which} of {len(runs)} in the JSON ({', '.join(f'`{r}`' for r in runs)}); "
             "bench/NOTES_verify.md compares them.")
     return {**run, "detector": run.get("detector_v1", {}), "note": note}
 

@@ -88,3 +88,11 @@ def test_improve_arms_run_by_separate_processes_list_each_arms_command(tmp_path)
     text = out.read_text()
     assert "- learned: `python bench/improve.py --arms learned`" in text
     assert "- oracle: `python bench/improve.py --arms oracle --round0-from learned --merge`" in text
+
+
+def test_detector_section_shows_the_headline_run_when_one_is_named():
+    script = load_script()
+    runs = {"default_config": {"detector_v1": {"version": "a"}}, "variant": {"detector_v1": {"version": "b"}}}
+    assert script.detector_run({"runs": runs})["detector"]["version"] == "b"  # no headline: the latest run
+    shown = script.detector_run({"runs": runs, "headline": "default_config"})
+    assert shown["detector"]["version"] == "a" and "default configuration" in shown["note"]
