@@ -145,3 +145,15 @@ def test_ddp_two_processes_match_one_process_on_combined_batch(tmp_path):
         assert torch.equal(ranks[0]["state"][name], ranks[1]["state"][name]), f"ranks disagree on {name}"
         assert torch.allclose(ranks[0]["state"][name], value, atol=1e-5, rtol=1e-4), f"DDP != single process on {name}"
     assert ranks[0]["loss"] == pytest.approx(result.final_loss, rel=1e-4)
+
+
+def test_compiled_policy_trains_like_the_eager_one(tmp_path):
+    """`compile=True` (torch.compile, inductor on CPU) follows the eager run's losses and saves a loadable policy."""
+    dataset = SyntheticChunkDataset(16)
+    results = {}
+    for compiled in (False, True):
+        policy = _policy()
+        policy.set_normalization_stats(compute_normalization_stats(dataset))
+        results[compiled] = Trainer(policy, dataset, _config(steps=4, compile=compiled), tmp_path / str(compiled)).train()
+    assert results[True].final_loss == pytest.approx(results[False].final_loss, rel=1e-3)
+    assert CompactVLAPolicy.from_pretrained(results[True].policy_path) is not None

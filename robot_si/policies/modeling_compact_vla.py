@@ -77,7 +77,10 @@ class SpatialKeypoints(nn.Module):
         self.shape = (channels, height, width)
         self.norm = nn.GroupNorm(1, channels)
         # the FiLM shift is the bias; a 3x3 kernel pads with the edge cells (zeros would read as a dark border)
-        self.inner = nn.Conv2d(channels, hidden_dim, kernel_size, padding=kernel_size // 2, padding_mode="replicate", bias=False)
+        # (a 1x1 kernel pads nothing; asking for "replicate" anyway puts an empty replication pad in the graph, whose
+        # backward torch.compile/inductor gets wrong on CPU)
+        self.inner = nn.Conv2d(channels, hidden_dim, kernel_size, padding=kernel_size // 2,
+                               padding_mode="replicate" if kernel_size > 1 else "zeros", bias=False)
         self.film = nn.Linear(cond_dim, 2 * hidden_dim)
         nn.init.zeros_(self.film.weight)
         nn.init.zeros_(self.film.bias)
