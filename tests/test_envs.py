@@ -256,13 +256,13 @@ def test_render_all_tasks_writes_gifs(tmp_path):
     assert main(["envs", "list"]) == 0
 
 
-def test_software_rendering_uses_one_thread_unless_the_user_says_otherwise():
+def test_software_rendering_stays_in_the_calling_thread_unless_the_user_says_otherwise():
     import os
     import subprocess
     import sys
 
     probe = "import os, robot_si.envs; print(os.environ['LP_NUM_THREADS'])"
     env = {k: v for k, v in os.environ.items() if k != "LP_NUM_THREADS"}
-    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout.strip() == "1"
+    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout.strip() == "0"
     env["LP_NUM_THREADS"] = "3"
     assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout.strip() == "3"

@@ -59,9 +59,10 @@ def select_backend(requested: str | None = None) -> str | None:
     if requested is not None and requested not in SUPPORTED_BACKENDS:
         raise ValueError(f"render_backend={requested!r} is not supported; use one of {SUPPORTED_BACKENDS} or None")
     # Mesa's software rasterizer (llvmpipe, what EGL/OSMesa use without a GPU) starts one render thread per core.
-    # A 64 px frame is too small to split: one thread renders as fast or faster and leaves the other cores to the
-    # policy and the background store writer (BENCHMARKS.md, sim/store). A value the user set is kept.
-    os.environ.setdefault("LP_NUM_THREADS", "1")
+    # A 64 px frame is too small to split: rendering in the calling thread (0) was faster in every row of the
+    # collection benchmark than one thread per core, and leaves the other cores to the policy and the background
+    # store writer (bench/results/collect_throughput.json, 2026-12-02). A value the user set is kept.
+    os.environ.setdefault("LP_NUM_THREADS", "0")
     current = active_backend()
     mujoco_imported = "mujoco" in sys.modules
     if requested is not None:
