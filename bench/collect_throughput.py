@@ -29,9 +29,8 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-# The Collector asks Mesa's software rasterizer to render in the calling thread (see rollout.py); measure the raw
-# rate under the same setting so the ratio compares like with like.
-os.environ.setdefault("LP_NUM_THREADS", "0")
+# Raw and collector rates are measured under the same render setting: robot_si.envs makes Mesa's software
+# rasterizer render in the calling thread (LP_NUM_THREADS=0) unless the caller set LP_NUM_THREADS.
 
 from robot_si.collect.records import EpisodeRequest  # noqa: E402
 from robot_si.collect.rollout import Collector, policy_version_of  # noqa: E402

@@ -45,7 +45,14 @@ from robot_si.verify.calibration import (
     sigmoid,
 )
 from robot_si.verify.examples import ClipExample, build_training_examples, count_by_source
-from robot_si.verify.features import FeatureCache, clip_frame_indices, episode_end, make_encoders, pooled_image_features
+from robot_si.verify.features import (
+    FeatureCache,
+    clip_frame_indices,
+    episode_end,
+    make_encoders,
+    map_feature_size,
+    pooled_image_features,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -202,8 +209,8 @@ def _build_head(config: DetectorConfig):
 
     from robot_si.policies.modeling_compact_vla import SpatialKeypoints
 
-    map_sizes = [c * h * w for c, h, w in config.map_shapes]
-    pooled_dim = config.image_dim - sum(map_sizes)
+    map_sizes = [map_feature_size([shape]) for shape in config.map_shapes]
+    pooled_dim = config.image_dim - map_feature_size(config.map_shapes)
 
     class DetectorHead(nn.Module):
         def __init__(self) -> None:
@@ -427,7 +434,7 @@ class SuccessDetector:
         cfg.image_dim, cfg.text_dim, cfg.state_dim = features.images.shape[2], features.texts.shape[1], features.states.shape[2]
         # features handed in without this detector ever building encoders are taken as pooled vectors only
         cfg.map_shapes = tuple(self._encoders.map_shapes) if self._encoders is not None else ()
-        if sum(c * h * w for c, h, w in cfg.map_shapes) >= cfg.image_dim:
+        if map_feature_size(cfg.map_shapes) >= cfg.image_dim:
             raise ValueError(f"image features are {cfg.image_dim}-d but the encoder's maps {cfg.map_shapes} need more; "
                              "the features were not made by this detector's encoders")
         if features.images.shape[1] != cfg.clip_length:

@@ -212,9 +212,14 @@ def make_encoders(name: str, *, image_size: int = 64) -> Encoders:
                      "(pooled EfficientNet-Lite0 + MiniLM) or 'hashing' (tests)")
 
 
+def map_feature_size(map_shapes: Sequence[Sequence[int]]) -> int:
+    """How many leading entries of an image feature the flattened `map_shapes` maps take."""
+    return sum(int(c) * int(h) * int(w) for c, h, w in map_shapes)
+
+
 def pooled_image_features(features: np.ndarray, map_shapes: Sequence[Sequence[int]]) -> np.ndarray:
     """The pooled part of image features (..., image_dim) whose front holds flattened `map_shapes` maps."""
-    return features[..., sum(int(c) * int(h) * int(w) for c, h, w in map_shapes):]
+    return features[..., map_feature_size(map_shapes):]
 
 
 def _check_images(images: np.ndarray) -> np.ndarray:
