@@ -92,6 +92,34 @@ def test_stock_lerobot_opens_shards_and_export_without_robot_si(tmp_path):
     assert "STOCK_OK" in result.stdout, result.stderr[-3000:]
 
 
+def test_fast_writes_give_the_same_parquet_as_lerobots_stock_path(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+    from datasets import arrow_dataset, fingerprint
+    from lerobot.datasets import dataset_writer, io_utils
+
+    from robot_si.data import store as store_module
+
+    calls = []
+    batched_embed = store_module._embed_images_batched
+    monkeypatch.setattr(store_module, "_embed_images_batched", lambda dataset: calls.append(1) or batched_embed(dataset))
+    tables = {}
+    for batched in (False, True):
+        store = make_store(tmp_path / f"store-{batched}")
+        store.fast_writes = batched
+        frames = synthetic_episode(7, image_size=SIZE, seed=3)
+        store.append_episode(frames, synthetic_meta("e0", 7, seed=3), audit_gt_success=True)
+        (parquet,) = store.shard_paths[0].glob("data/**/*.parquet")
+        tables[batched] = pq.read_table(parquet)
+        assert_same(frames, store.load_episode("e0"))
+        assert len(calls) == int(batched)  # one episode: one call, and only on the batched path
+    # the swaps end with the write
+    assert dataset_writer.embed_images is io_utils.embed_images
+    assert arrow_dataset.generate_fingerprint is fingerprint.generate_fingerprint
+    stock, batched = tables[False], tables[True]
+    assert stock.schema == batched.schema
+    assert stock.to_pylist() == batched.to_pylist()  # PNG bytes included
+
+
 CHILD = """
 import sys
 from robot_si.data import EpisodeStore
