@@ -235,15 +235,17 @@ def render_store(data: dict) -> list[str]:
     if overhead:
         lines += [f"Collection loop with the background writer process ({overhead['image_size']} px, "
                   f"{overhead['episodes']} episodes x {overhead['frames_per_episode']} frames):", ""]
-        lines += table(["measure", "value"], [
+        lines += table(["measure", "value"], [row for row in [
             ["env only (s)", number(overhead["env_only_s"], 2)],
             ["env + background writer (s)", number(overhead["env_with_background_writer_s"], 2)],
-            ["final flush (s)", number(overhead["final_flush_s"], 2)],
-            ["slowdown", percent(overhead["slowdown_fraction"], 1)],
+            ["wait for the last commits (s)", number(overhead["final_flush_s"], 2)],
+            ["slowdown while collecting", percent(overhead["slowdown_during_collection_fraction"], 1)]
+            if "slowdown_during_collection_fraction" in overhead else None,
+            ["slowdown until every episode is committed", percent(overhead["slowdown_fraction"], 1)],
             ["submit (ms per episode)", number(overhead["submit_ms_per_episode"], 2)],
             ["writer process CPU (ms per frame)", number(overhead["writer_process_cpu_ms_per_frame"], 2)],
             ["simulator (ms per frame)", number(overhead["sim_ms_per_frame"], 2)],
-        ])
+        ] if row is not None])
     view = data.get("training_view")
     if view:
         lines += table(["TrainingView", "frames", "build (s)", "DataLoader frames/s", "workers", "batch"],
