@@ -55,3 +55,30 @@ def test_ece_and_reliability_table_on_a_known_example():
     assert table["count"][0] == 2 and table["count"][9] == 2
     assert table["success_rate"][9] == pytest.approx(0.5)
     assert expected_calibration_error(probs, labels) == pytest.approx(0.5 * 0.05 + 0.5 * 0.45)
+
+
+def test_cross_fitted_decisions_are_not_flattered_by_the_threshold_fitted_to_them():
+    from robot_si.verify.calibration import cross_fitted_decisions
+
+    # Scores that do not separate the classes, except for a lucky streak: the three highest happen to be
+    # successes (one each in folds 0, 1, 2). The threshold chosen on all of them cuts just below the streak, so
+    # in-sample the accepted-but-failed rate is 0.
+    rng = np.random.default_rng(0)
+    labels = np.array([True, False] * 20)
+    folds = np.arange(40) // 2 % 4  # stratified: every fold holds 5 successes and 5 failures
+    probs = rng.uniform(0.0, 0.9, size=40)
+    probs[[0, 2, 4]] = [0.99, 0.98, 0.97]  # successes in folds 0, 1, 2
+    choice = choose_threshold(probs, labels, target_precision=0.95)
+    in_sample = probs >= choice.threshold
+    assert choice.met_target and in_sample.sum() >= 3 and not (in_sample & ~labels).any()
+    crossed = cross_fitted_decisions(probs, labels, folds, target_precision=0.95)
+    failed_share = (crossed & ~labels).sum() / max(crossed.sum(), 1)
+    assert failed_share > 0  # the same rule accepts failures on examples it did not see
+    # a rule that separates the classes keeps its precision when cross-fitted
+    separable = np.where(labels, 0.8, 0.2) + rng.uniform(-0.05, 0.05, size=40)
+    crossed = cross_fitted_decisions(separable, labels, folds, target_precision=0.95)
+    assert not (crossed & ~labels).any() and crossed.sum() >= 15
+    # the floor applies where the other folds cannot show the target precision
+    assert not cross_fitted_decisions(np.full(40, 0.5), labels, folds, target_precision=0.95, floor=0.9).any()
+    with pytest.raises(ValueError, match="same shape"):
+        cross_fitted_decisions(probs, labels, folds[:-1], target_precision=0.95)

@@ -176,3 +176,27 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, *, num_bin
         if count:
             total += count / probs.size * abs(rate - mean_prob)
     return float(total)
+
+
+def cross_fitted_decisions(
+    probs: np.ndarray, labels: np.ndarray, folds: np.ndarray, *, target_precision: float, floor: float = 0.0
+) -> np.ndarray:
+    """Accept/reject each example with a threshold chosen (by `choose_threshold`) on the other folds only.
+
+    What a threshold-picking rule would decide on examples it did not see, so an accepted-but-failed rate read
+    from these decisions is not flattered by the threshold having been fitted to the same examples. Where the
+    other folds cannot show the target precision, the threshold is at least `floor` (as the detector does).
+    Every fold's complement needs a positive example (stratified folds guarantee it).
+    """
+    probs, labels, folds = np.asarray(probs, dtype=np.float64), _as_binary_labels(labels), np.asarray(folds)
+    if not probs.shape == labels.shape == folds.shape:
+        raise ValueError(f"probs {probs.shape}, labels {labels.shape} and folds {folds.shape} must be the same shape")
+    accepted = np.zeros(probs.shape, dtype=bool)
+    for fold in np.unique(folds):
+        inside, others = folds == fold, folds != fold
+        if not others.any():
+            raise ValueError("cross-fitted decisions need at least two folds")
+        choice = choose_threshold(probs[others], labels[others], target_precision=target_precision)
+        threshold = choice.threshold if choice.met_target else max(choice.threshold, floor)
+        accepted[inside] = probs[inside] >= threshold
+    return accepted
