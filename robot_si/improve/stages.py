@@ -77,10 +77,13 @@ def train_policy(run: Run, cfg: DictConfig, round_index: int, *, label_version: 
     if label_version is not None and _uses_autonomous(run, label_version):
         stores.append(run.autonomous_store)
         versions.append(label_version)
-        ratio = float(cfg.train.demo_ratio)
-        mix = {"demo": ratio, AUTONOMOUS: 1.0 - ratio} if 0.0 < ratio < 1.0 else None
+        # null: every demo frame and weighted autonomous frame as likely as the next (the natural proportion)
+        ratio = None if cfg.train.demo_ratio is None else float(cfg.train.demo_ratio)
+        mix = {"demo": ratio, AUTONOMOUS: 1.0 - ratio} if ratio is not None and 0.0 < ratio < 1.0 else None
         if ratio == 0.0:
             stores, versions = stores[1:], versions[1:]
+        elif ratio == 1.0:
+            stores, versions = stores[:1], versions[:1]
     start_from = None
     if init_from is not None and cfg.train.init_from == "previous":
         start_from = policy_dir(run, init_from)
