@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(600)
 
 def _improve_command(runs_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "robot_si.cli", "improve", "preset=smoke", "name=smoke",
-            f"runs_dir={runs_dir}", "progress=false", "tracking.tensorboard=true", *extra]
+            f"runs_dir={runs_dir}", "progress=false", "tracking.tensorboard=true", "guards.check_labels=1", *extra]
 
 
 def _manifest(run_dir: Path, round_index: int) -> dict:
@@ -98,13 +98,17 @@ def test_smoke_run_writes_summary_metrics_report_and_checkpoints(smoke_run):
         assert {"train", "eval"} <= set(record["phase_seconds"])
     last = rounds[1]
     assert last["episodes_collected"] == 4
-    # the round trains on labels from the verifier refit on this round's budgeted labels, not the previous one's
-    assert last["label_version"] == "r001-labels-refit" and "episodes_accepted_previous_verifier" in last
+    # the round trains on labels from the verifier refit on this round's budgeted labels, not the previous one's,
+    # checked on a random sample of what it accepts (guards.check_labels=1)
+    assert last["label_version"] == "r001-labels-checked" and "episodes_accepted_previous_verifier" in last
     weights_note = json.loads(json.loads((run_dir / "store" / "autonomous" / "labels" / "r001-weights" / "label_set.json")
                                          .read_text())["note"])
-    assert weights_note["weighted_from"] == "r001-labels-refit"
-    # 2 budgeted labels; when the verifier guard fired, guards.extra_labels=1 more
-    assert last["labels_spent"] == (3 if "relabel" in _manifest(run_dir, 1) else 2)
+    assert weights_note["weighted_from"] == "r001-labels-checked"
+    check = _manifest(run_dir, 1)["check_labels"]["result"]["labelled_sample"]
+    assert len(check["label"]) <= 1 and all(check["detector_accepted"])  # only accepted episodes are checked
+    assert any("random sample of" in note for note in last["guard_notes"])
+    # 2 budgeted labels; when the verifier guard fired, guards.extra_labels=1 more; the check's
+    assert last["labels_spent"] == (3 if "relabel" in _manifest(run_dir, 1) else 2) + len(check["label"])
     assert last["action_entropy"] > 0 and rounds[0]["demo_action_entropy"] > 0
     assert {"collect", "label", "weight", "train", "eval", "audit"} <= set(last["phase_seconds"])
     for key in ("detector_auc", "accepted_but_failed", "ece", "episodes_accepted"):

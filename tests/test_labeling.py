@@ -33,6 +33,11 @@ def test_active_selection_picks_episodes_nearest_the_threshold():
     assert select_for_labeling(probs, 2, strategy="uncertainty") == ["c", "e"]
     assert select_for_labeling(probs, 0) == []
     assert len(select_for_labeling(probs, 3, strategy="random")) == 3
+    # accepted: a seeded sample of the episodes at or above the threshold only
+    assert sorted(select_for_labeling(probs, 5, threshold=0.66, strategy="accepted")) == ["a", "b", "e"]
+    picks = select_for_labeling(probs, 2, threshold=0.66, strategy="accepted", seed=3)
+    assert len(picks) == 2 and set(picks) <= {"a", "b", "e"}
+    assert picks == select_for_labeling(probs, 2, threshold=0.66, strategy="accepted", seed=3)
     with pytest.raises(ValueError, match="strategy"):
         select_for_labeling(probs, 1, strategy="loudest")
 

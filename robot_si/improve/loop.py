@@ -37,7 +37,7 @@ from robot_si.improve.tracking import make_tracker
 PHASE_OF_STAGE = {
     "demos": "collect", "collect": "collect", "label": "label", "weight": "weight",
     "train_policy": "train", "train_verifier": "train", "evaluate": "eval", "audit": "audit", "relabel": "label",
-    "refit_label": "label",
+    "refit_label": "label", "check_labels": "label",
 }
 
 
@@ -75,6 +75,7 @@ def validate_config(cfg: DictConfig) -> None:
          f"train.demo_ratio must be in [0, 1], or null for the natural proportion (got {cfg.train.demo_ratio})"),
         (cfg.weighting.beta > 0, f"weighting.beta must be > 0 (got {cfg.weighting.beta})"),
         (cfg.labeling.budget >= 0, f"labeling.budget must be >= 0 (got {cfg.labeling.budget})"),
+        (cfg.guards.get("check_labels", 0) >= 0, f"guards.check_labels must be >= 0 (got {cfg.guards.get('check_labels')})"),
         (cfg.train.init_from in ("previous", "scratch"), f"train.init_from must be previous or scratch (got {cfg.train.init_from!r})"),
         (len(cfg.tasks) > 0, "tasks must list at least one task, e.g. tasks=[reach,push]"),
     ]
@@ -204,6 +205,26 @@ def improvement_round(run: Run, round_index: int, policy_round: int, best_succes
                            f"{verifier_decision.reason}")
     else:
         guard_notes.append(f"verifier guard: {verifier_decision.reason}")
+    if int(cfg.guards.check_labels) > 0 and cfg.labeling.source != "none":
+        # The labelled episodes above were chosen where the previous verifier was unsure, so they need not look
+        # like what the refit verifier accepts (a 2026-12-02 round: 0 of 14 accepted labelled episodes had
+        # failed, 68 % of the other accepted ones had). A random sample of this round's accepted episodes is.
+        checked = run_stage(
+            manifest, "check_labels",
+            lambda: stages.label(run, cfg, round_index, budget=int(cfg.guards.check_labels), suffix="-checked",
+                                 verifier_round=round_index, strategy="accepted"),
+            log,
+        )
+        labelled = {**labelled, "label_version": checked["label_version"],
+                    "episodes_accepted": checked["episodes_accepted"],
+                    "labels_spent": labelled["labels_spent"] + checked["labels_spent"]}
+        check_sample = checked["labelled_sample"]
+        check_decision = verifier_guard(accepted=check_sample["detector_accepted"], labels=check_sample["label"],
+                                        max_rate=cfg.guards.max_accepted_but_failed)
+        guard_notes.append(f"verifier guard, a random sample of {len(check_sample['label'])} episodes the refit "
+                           f"verifier accepted: {check_decision.reason}")
+        if check_decision.triggered or not verifier_decision.triggered:
+            verifier_decision = check_decision  # either sample can stop the round
     # 4. weight
     weighted = run_stage(
         manifest, "weight",

@@ -192,12 +192,13 @@ def collect(run: Run, cfg: DictConfig, round_index: int, policy_round: int) -> d
 
 
 def label(run: Run, cfg: DictConfig, round_index: int, *, budget: int | None = None, suffix: str = "",
-          verifier_round: int | None = None) -> dict[str, Any]:
+          verifier_round: int | None = None, strategy: str | None = None) -> dict[str, Any]:
     """Label every autonomous episode with a verifier (default: the previous round's); spend `budget` (default
     `labeling.budget`) labels of this round on its unsure ones.
 
     `budget` and `suffix` also serve the wrong-verifier guard's second pass (more labels) and the relabeling with
-    the verifier refit on this round's labels (`verifier_round=round_index`, budget 0). Labels already given are
+    the verifier refit on this round's labels (`verifier_round=round_index`, budget 0), and its audit labels
+    (`strategy="accepted"`: a random sample of what the refit verifier accepts, `guards.check_labels`). Labels already given are
     carried over, never asked twice."""
     from robot_si.verify.labeler import label_store, labelling_summary
     from robot_si.verify.labeling import DEFAULT_RANDOM_SHARE, make_label_source
@@ -212,7 +213,7 @@ def label(run: Run, cfg: DictConfig, round_index: int, *, budget: int | None = N
 
     if version not in list_label_versions(store.root):  # a resumed stage whose version was already committed
         label_store(store, detector, progress, label_source=source, version=version, round=round_index,
-                    strategy=labeling.strategy, seed=int(cfg.seed) + round_index,
+                    strategy=strategy or labeling.strategy, seed=int(cfg.seed) + round_index,
                     random_share=float(labeling.get("random_share", DEFAULT_RANDOM_SHARE)),
                     note=f"robot-si improve round {round_index}")
     summary = labelling_summary(store.root, version)

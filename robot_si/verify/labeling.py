@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-SELECTION_STRATEGIES = ("threshold", "uncertainty", "random", "mixed")
+SELECTION_STRATEGIES = ("threshold", "uncertainty", "random", "mixed", "accepted")
 DEFAULT_BUDGET = 20
 DEFAULT_RANDOM_SHARE = 0.5  # "mixed": share of the budget spent on the stratified sample
 
@@ -171,6 +171,8 @@ def select_for_labeling(
     - `threshold`: nearest the operating threshold (labels there change accept/reject decisions most);
     - `uncertainty`: probability nearest 0.5 (most uncertain under a calibrated detector);
     - `random`: a seeded random sample (the baseline active selection should beat);
+    - `accepted`: a seeded random sample of the episodes the detector accepts (probability >= threshold): an
+      unbiased look at what training on the detector's decisions would train on (the loop's audit labels);
     - `mixed`: round(`random_share` * budget) episodes drawn as a seeded sample stratified over the detector's
       probabilities (the candidates ranked by probability, cut into that many equal strata, one drawn from
       each), the rest nearest the operating threshold. The threshold alone spends a budget on one side of
@@ -188,7 +190,9 @@ def select_for_labeling(
         raise ValueError(f"random_share must be a number in [0, 1] (the share of a 'mixed' budget spent on the "
                          f"stratified sample; got {random_share!r})")
     episode_ids = sorted(success_probs)
-    if strategy == "random":
+    if strategy == "accepted":
+        episode_ids = [e for e in episode_ids if float(success_probs[e]) >= threshold]
+    if strategy in ("random", "accepted"):
         rng = np.random.default_rng(seed)
         return [episode_ids[i] for i in sorted(rng.permutation(len(episode_ids))[:budget])]
     center = 0.5 if strategy == "uncertainty" else threshold
