@@ -246,8 +246,8 @@ def _embed_images_batched(dataset):
 
     `embed_table_storage` works on a whole Arrow table, so the result is the same table; lerobot maps it with
     `batched=False`, which costs ~1.4 ms of Python per frame (datasets' per-row schema and fingerprint work),
-    a third of the writer's CPU time (bench/store_throughput.py): writing went from 3.6 to 2.4 ms of CPU per frame. tests/test_store.py checks that both write
-    identical parquet data.
+    a third of the writer's CPU time (bench/store_throughput.py; with the fingerprint swap below, writing went
+    from 3.6 to 2.4 ms of CPU per frame). tests/test_store.py checks that both write identical parquet data.
     """
     from datasets.table import embed_table_storage
 
@@ -275,8 +275,9 @@ def _fast_lerobot_writes(enabled: bool = True) -> Iterator[None]:
        datasets itself falls back to when hashing fails. lerobot never uses datasets' cache for these tables.
 
     Each name is replaced only where it is still the library's own function (a lerobot/datasets that renames or
-    changes one is left alone, and writing takes the stock path). The swap is process-wide while it lasts; the
-    store writes one shard at a time per process.
+    changes one is left alone, and writing takes the stock path). The swap is process-wide while it lasts: a
+    second write that overlaps it (two thread writers) finds the names taken and may finish on the stock path,
+    and other `datasets` users in the process meanwhile get random fingerprints (cache misses, same data).
     """
     from datasets import arrow_dataset, fingerprint
     from lerobot.datasets import dataset_writer, io_utils
