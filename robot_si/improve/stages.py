@@ -197,9 +197,9 @@ def label(run: Run, cfg: DictConfig, round_index: int, *, budget: int | None = N
     `labeling.budget`) labels of this round on its unsure ones.
 
     `budget` and `suffix` also serve the wrong-verifier guard's second pass (more labels) and the relabeling with
-    the verifier refit on this round's labels (`verifier_round=round_index`, budget 0), and its audit labels
-    (`strategy="accepted"`: a random sample of what the refit verifier accepts, `guards.check_labels`). Labels already given are
-    carried over, never asked twice."""
+    the verifier refit on this round's labels (`verifier_round=round_index`, budget 0), and the check of what the
+    refit verifier accepts (`strategy="accepted"`, `guards.check_labels`). Labels already given are carried over,
+    never asked twice."""
     from robot_si.verify.labeler import label_store, labelling_summary
     from robot_si.verify.labeling import DEFAULT_RANDOM_SHARE, make_label_source
 

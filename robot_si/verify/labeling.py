@@ -172,7 +172,7 @@ def select_for_labeling(
     - `uncertainty`: probability nearest 0.5 (most uncertain under a calibrated detector);
     - `random`: a seeded random sample (the baseline active selection should beat);
     - `accepted`: a seeded random sample of the episodes the detector accepts (probability >= threshold): an
-      unbiased look at what training on the detector's decisions would train on (the loop's audit labels);
+      unbiased look at what training on the detector's decisions would train on (`guards.check_labels`);
     - `mixed`: round(`random_share` * budget) episodes drawn as a seeded sample stratified over the detector's
       probabilities (the candidates ranked by probability, cut into that many equal strata, one drawn from
       each), the rest nearest the operating threshold. The threshold alone spends a budget on one side of
