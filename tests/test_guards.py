@@ -20,9 +20,11 @@ def test_verifier_guard_measures_accepted_but_failed_on_labelled_sample():
     labels = [True, False, False, True, False]  # two of four accepted episodes failed
     assert accepted_but_failed(accepted, labels) == (0.5, 4)
     decision = verifier_guard(accepted=accepted, labels=labels, max_rate=0.2)
-    assert decision.triggered and "50%" in decision.reason
-    assert not verifier_guard(accepted=accepted, labels=[True, True, True, True, False], max_rate=0.2).triggered
-    assert not verifier_guard(accepted=[False], labels=[True], max_rate=0.2).triggered
+    assert decision.triggered and "50%" in decision.reason and decision.evidence == 4
+    passed = verifier_guard(accepted=accepted, labels=[True, True, True, True, False], max_rate=0.2)
+    assert not passed.triggered and passed.evidence == 4
+    no_evidence = verifier_guard(accepted=[False], labels=[True], max_rate=0.2)
+    assert not no_evidence.triggered and no_evidence.evidence == 0
 
 
 def test_manifest_survives_reopen_and_rejects_corruption(tmp_path):

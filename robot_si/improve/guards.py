@@ -16,6 +16,7 @@ import dataclasses
 class GuardDecision:
     triggered: bool
     reason: str
+    evidence: int = 0  # how many observations the decision rests on (verifier guard: labelled accepted episodes)
 
 
 def collapse_guard(*, success_rate: float | None, best_success_rate: float | None, max_drop: float) -> GuardDecision:
@@ -48,8 +49,10 @@ def verifier_guard(*, accepted: list[bool], labels: list[bool], max_rate: float)
             triggered=True,
             reason=f"{rate:.0%} of the {count} labelled episodes the detector accepted had in fact failed "
             f"(max_accepted_but_failed={max_rate:.0%}): training on demos and human-verified episodes only",
+            evidence=count,
         )
-    return GuardDecision(triggered=False, reason=f"accepted-but-failed {rate:.0%} on {count} labelled episodes")
+    return GuardDecision(triggered=False, reason=f"accepted-but-failed {rate:.0%} on {count} labelled episodes",
+                         evidence=count)
 
 
 def action_diversity(actions: list, *, bins: int = 8) -> dict[str, float | None]:

@@ -28,7 +28,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from robot_si.improve import stages
-from robot_si.improve.guards import accepted_but_failed, collapse_guard, diversity_guard, verifier_guard
+from robot_si.improve.guards import collapse_guard, diversity_guard, verifier_guard
 from robot_si.improve.manifest import RoundManifest, atomic_write_json
 from robot_si.improve.report import write_metrics, write_report, write_summary
 from robot_si.improve.tracking import make_tracker
@@ -75,7 +75,7 @@ def validate_config(cfg: DictConfig) -> None:
          f"train.demo_ratio must be in [0, 1], or null for the natural proportion (got {cfg.train.demo_ratio})"),
         (cfg.weighting.beta > 0, f"weighting.beta must be > 0 (got {cfg.weighting.beta})"),
         (cfg.labeling.budget >= 0, f"labeling.budget must be >= 0 (got {cfg.labeling.budget})"),
-        (cfg.guards.get("check_labels", 0) >= 0, f"guards.check_labels must be >= 0 (got {cfg.guards.get('check_labels')})"),
+        (cfg.guards.check_labels >= 0, f"guards.check_labels must be >= 0 (got {cfg.guards.check_labels})"),
         (cfg.train.init_from in ("previous", "scratch"), f"train.init_from must be previous or scratch (got {cfg.train.init_from!r})"),
         (len(cfg.tasks) > 0, "tasks must list at least one task, e.g. tasks=[reach,push]"),
     ]
@@ -223,7 +223,7 @@ def improvement_round(run: Run, round_index: int, policy_round: int, best_succes
                                         max_rate=cfg.guards.max_accepted_but_failed)
         guard_notes.append(f"verifier guard, a random sample of {len(check_sample['label'])} episodes the refit "
                            f"verifier accepted: {check_decision.reason}")
-        if accepted_but_failed(check_sample["detector_accepted"], check_sample["label"])[1] > 0:
+        if check_decision.evidence > 0:
             # the random sample judges the verifier that labels the round; the out-of-fold one judges its fold
             # models (trained on fewer labels, so weaker): a 2026-12-02 round read 27 % failed out-of-fold, 0 of 5
             # in the check, and 0 % in the ground-truth audit
