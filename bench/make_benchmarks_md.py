@@ -405,11 +405,13 @@ def render_detector(data: dict) -> list[str]:
     lines = [f"Tasks {data.get('tasks')}; encoder: {data.get('encoder', '?')}.", ""]
     setup = data.get("data", {})
     if setup:
-        lines += [f"Data: {setup.get('demos_per_task')} demos per task; {setup.get('oracle_rollouts_per_task')} noisy-"
-                  f"expert rollouts per task, oracle budget {setup.get('oracle_budget')} "
-                  f"({setup.get('oracle_labels_spent')} spent); held out: {setup.get('heldout_per_task_per_policy')} "
-                  f"rollouts per task from each of {setup.get('heldout_policies')}, instructions: "
-                  f"{setup.get('heldout_instructions')}.", ""]
+        pool, heldout = setup.get("labelled_pool") or {}, setup.get("heldout_audit") or {}
+        other = setup.get("other_policies_audit") or {}
+        lines += [f"Data: {setup.get('demos_per_task')} demos per task; mediocre policy: {setup.get('mediocre_policy')}; "
+                  f"labelled pool {pool.get('episodes')} episodes, oracle budget {setup.get('oracle_budget')} "
+                  f"({setup.get('oracle_labels_spent')} spent); held-out audit {heldout.get('episodes')} episodes"
+                  + (f"; other policies {other.get('episodes')} episodes ({other.get('policies')})" if other else "")
+                  + ".", ""]
     metrics = ["episodes", "ground_truth_success_rate", "threshold", "accepted", "auc", "precision", "recall",
                "accepted_but_failed", "ece", "brier"]
     audits = data.get("audit", {})
@@ -540,7 +542,7 @@ BENCHMARKS = [
               what="AUC, accepted-but-failed and calibration of the detector on rollouts of unseen policies",
               target="AUC >= 0.95, accepted-but-failed <= 5 %, ECE <= 0.05", render=render_detector,
               verdicts=verdict_detector,
-              command=lambda data: f"`{data['command']}`" if data.get("command") else ""),
+              command=lambda data: f"`{detector_run(data)['command']}`" if detector_run(data).get("command") else ""),
     Benchmark(alias="improve", script="improve", title="Self-improvement loop",
               what="held-out success per round: learned-verifier loop vs oracle labels, no filter, extra demos",
               target="+25 points in 3 rounds from 30-60 %, >= 80 % of the oracle gain, beats both baselines",

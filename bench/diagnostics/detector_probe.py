@@ -22,10 +22,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from robot_si.data import EpisodeStore
-from robot_si.verify.features import FeatureCache, make_encoders
+from robot_si.verify.examples import DEFAULT_PREFIX_FRACTIONS
+from robot_si.verify.features import FeatureCache, episode_end, make_encoders
 
-PREFIX_FRACTIONS = (0.0, 0.25, 0.5, 0.7)
-HARD_PREFIX_FRACTIONS = (0.0, 0.25, 0.5, 0.7, 0.85, 0.92)
+HARD_PREFIX_FRACTIONS = (*DEFAULT_PREFIX_FRACTIONS, 0.85, 0.92)  # + near-success 'not yet' frames
 
 
 def load(workdir: Path, name: str, cache: FeatureCache, terminal: bool) -> list[dict]:
@@ -33,7 +33,7 @@ def load(workdir: Path, name: str, cache: FeatureCache, terminal: bool) -> list[
     truth = store.audit_table() if name != "demos" else {}
     rows = []
     for meta in store.episodes():
-        last = meta.num_frames if terminal and store.has_terminal(meta.episode_id) else meta.num_frames - 1
+        last = episode_end(store, meta, use_terminal=terminal)
         indices = sorted({int(round(f * last)) for f in HARD_PREFIX_FRACTIONS} | {last})
         features, states = cache.image_features(store, meta.episode_id, indices)
         rows.append({"task": meta.task_name, "last": last, "features": dict(zip(indices, features)), "states": states,
@@ -64,7 +64,7 @@ def labelled(rows, kind):
             np.array([r["task"] for r in rows]))
 
 
-def probe(name, X, y, tasks, audit_sets, kind, weights=None):
+def probe(name, X, y, tasks, audit_sets, kind):
     line = f"{name:44s}"
     for set_name, rows in audit_sets.items():
         Xe, ye, te = labelled(rows, kind)
@@ -72,7 +72,7 @@ def probe(name, X, y, tasks, audit_sets, kind, weights=None):
         for task in sorted(set(tasks)):
             m, me = tasks == task, te == task
             clf = LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced")
-            clf.fit(X[m], y[m], sample_weight=None if weights is None else weights[m])
+            clf.fit(X[m], y[m])
             scores[me] = clf.decision_function(Xe[me])
         per_task = {t: roc_auc_score(ye[te == t], scores[te == t]) for t in sorted(set(te)) if len(set(ye[te == t])) == 2}
         line += f" | {set_name} AUC {roc_auc_score(ye, scores):.3f} " + " ".join(f"{t}:{v:.2f}" for t, v in per_task.items())
@@ -93,7 +93,7 @@ def main() -> None:
     audit_sets = {"heldout": data["heldout"], "other": data["other_policies"]}
     rng = np.random.default_rng(0)
     for kind in args.kinds:
-        for fractions in (PREFIX_FRACTIONS, HARD_PREFIX_FRACTIONS):
+        for fractions in (DEFAULT_PREFIX_FRACTIONS, HARD_PREFIX_FRACTIONS):
             probe(f"demos, {len(fractions)} prefixes, {kind}", *demo_examples(data["demos"], kind, fractions), audit_sets, kind)
         Xl, yl, tl = labelled(data["rollouts"], kind)
         probe(f"all {len(yl)} pool labels, {kind}", Xl, yl, tl, audit_sets, kind)
