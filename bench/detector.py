@@ -38,6 +38,9 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=ALL_TASKS)
     parser.add_argument("--demos", type=int, default=10, help="scripted demos per task (noise 0)")
+    parser.add_argument("--near-miss", type=int, default=0,
+                        help="the demonstrator's deliberate failures per task (source near_miss), verifier negatives; "
+                             "kept in their own store in the workdir so runs without them are unchanged")
     parser.add_argument("--noises", type=float, nargs="+", default=[0.3, 0.45, 0.6],
                         help="expert noise levels of the mediocre 'policy' (its rollouts succeed 25-90 %% of the time)")
     parser.add_argument("--rollouts", type=int, default=6, help="labelled-pool rollouts per task per noise level")
@@ -87,6 +90,11 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     record_demos(args.tasks, episodes_per_task=args.demos, root=workdir / "demos", noise=0.0, seed=0, progress=False)
     demos = EpisodeStore(workdir / "demos")
+    demo_stores = [demos]
+    if args.near_miss:
+        record_demos(args.tasks, episodes_per_task=args.near_miss, root=workdir / "near_miss", noise=0.0, seed=0,
+                     progress=False, near_miss=True)
+        demo_stores.append(EpisodeStore(workdir / "near_miss"))
 
     def open_store(name):
         return EpisodeStore.open_or_create(workdir / name, fps=demos.spec.fps, image_size=demos.spec.image_height,
@@ -110,7 +118,7 @@ def main(argv=None) -> dict:
     cache = FeatureCache(make_encoders(args.encoder, image_size=demos.spec.image_height), cache_dir=workdir / "feature_cache")
     start = time.perf_counter()
     detector_v0 = SuccessDetector(DetectorConfig(encoder=args.encoder, seed=args.seed, **overrides), feature_cache=cache)
-    report_v0 = detector_v0.fit_stores([demos])
+    report_v0 = detector_v0.fit_stores(demo_stores)
     oracle = OracleLabelSource(budget=args.budget)
     version = label_store(rollouts, detector_v0, None, label_source=oracle, round=1, strategy=args.strategy,
                           seed=args.seed, random_share=args.random_share)
@@ -119,7 +127,7 @@ def main(argv=None) -> dict:
 
     start = time.perf_counter()
     detector = SuccessDetector(DetectorConfig(encoder=args.encoder, seed=args.seed, **v1_overrides), feature_cache=cache)
-    report_v1 = detector.fit_stores([demos, rollouts], label_version=version)
+    report_v1 = detector.fit_stores([*demo_stores, rollouts], label_version=version)
     timings["detector_v1_train_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -149,7 +157,7 @@ def main(argv=None) -> dict:
         "encoder": cache.encoders.name,
         "detector_overrides": overrides,
         "data": {
-            "demos_per_task": args.demos, "mediocre_policy": f"scripted expert, noise {args.noises}",
+            "demos_per_task": args.demos, "near_miss_per_task": args.near_miss, "mediocre_policy": f"scripted expert, noise {args.noises}",
             "labelled_pool": {"episodes": truth_rate(rollouts)[1], "gt_success_rate": truth_rate(rollouts)[0]},
             "heldout_audit": {"episodes": truth_rate(heldout)[1], "gt_success_rate": truth_rate(heldout)[0]},
             "other_policies_audit": ({"episodes": truth_rate(other)[1], "gt_success_rate": truth_rate(other)[0],

@@ -70,3 +70,46 @@ def test_dart_demos_store_clean_expert_actions_from_perturbed_states(tmp_path):
     assert not np.allclose(clean_states[1:steps, :3], frames["observation.state"][1:steps, :3], atol=1e-3)
     with pytest.raises(ValueError, match="action_noise"):
         record_demos(["reach"], episodes_per_task=1, root=root, action_noise=2.0, progress=False)
+
+
+def test_near_misses_are_stored_apart_never_imitated_and_read_as_failures(tmp_path):
+    from robot_si.data.hdf5 import export_hdf5
+    from robot_si.data.views import TrainingView
+    from robot_si.verify.examples import build_training_examples
+
+    root = tmp_path / "demos"
+    demos = record_demos(["button"], episodes_per_task=2, root=root, progress=False)
+    misses = record_demos(["button"], episodes_per_task=2, root=root, progress=False, near_miss=True)
+    assert [m.source for m in misses] == ["near_miss"] * 2 and all(m.episode_id.startswith("nearmiss-") for m in misses)
+    # same scenes as the demos (same env seeds): pairs that differ only in where the press went
+    assert [m.seed for m in misses] == [m.seed for m in demos]
+    store = EpisodeStore(root)
+    assert len(store) == 4
+    assert record_demos(["button"], episodes_per_task=2, root=root, progress=False, near_miss=True) == misses
+    assert len(EpisodeStore(root)) == 4  # resumable like demos
+
+    imitated = {e.episode_id for e in TrainingView([store], horizon=2).episodes}
+    assert imitated == {m.episode_id for m in demos}
+    asked = {e.episode_id for e in TrainingView([store], horizon=2, sources=["near_miss"]).episodes}
+    assert asked == {m.episode_id for m in misses}
+
+    ends = {(e.episode_id, e.label_source): e.label for e in build_training_examples([store]) if e.end > 0}
+    for meta in misses:
+        assert ends[(meta.episode_id, "near_miss_end")] is False
+    for meta in demos:
+        assert ends[(meta.episode_id, "demo_end")] is True
+
+    import json
+
+    import h5py
+
+    out = export_hdf5(root, tmp_path / "demos.hdf5")
+    with h5py.File(out, "r") as f:
+        failed = {json.loads(f[f"data/{k}"].attrs["robot_si_meta"])["episode_id"] for k in f["mask/failure"][()].astype(str)}
+        succeeded = {json.loads(f[f"data/{k}"].attrs["robot_si_meta"])["episode_id"] for k in f["mask/success"][()].astype(str)}
+    assert failed == {m.episode_id for m in misses} and succeeded == {m.episode_id for m in demos}
+
+    from robot_si.verify.progress import ProgressConfig, ProgressModel
+
+    report = ProgressModel(ProgressConfig(encoder="hashing", epochs=1, hidden_dim=16)).fit_stores([store])
+    assert report["episodes_by_evidence"] == {"succeeded (p >= 0.5)": 2, "failed (p < 0.5)": 2}

@@ -117,6 +117,13 @@ def test_noisy_expert_fails_more_often(task, envs):
     assert clumsy_successes < clean_successes
 
 
+@pytest.mark.parametrize("task", TASKS)
+def test_near_miss_expert_fails_on_purpose(task, envs):
+    near = make_expert(task, seed=0, near_miss=True)
+    outcomes = [run_episode(envs[task], near, seed=seed)[0] for seed in range(4)]
+    assert not any(outcomes), f"{task}: the near-miss expert succeeded on {outcomes}"
+
+
 def _renderings(templates) -> set[str]:
     return {t.format(color=c, base_color=b) for t in templates for c in COLOR_NAMES for b in COLOR_NAMES}
 

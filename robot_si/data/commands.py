@@ -17,20 +17,23 @@ def _demos(args: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0, help="first env/expert seed (default 0)")
     parser.add_argument("--image-size", type=int, default=64, help="rendered image size in pixels (default 64)")
     parser.add_argument("--round", type=int, default=0, help="round number recorded in the episode metadata")
+    parser.add_argument("--near-miss", action="store_true",
+                        help="record deliberate failures (aimed beside the target; source near_miss): verifier negatives")
     options = parser.parse_args(args)
     from robot_si.data.demos import record_demos
     from robot_si.data.store import EpisodeStore
 
     metas = record_demos(
         options.tasks, episodes_per_task=options.episodes, root=options.root, noise=options.noise,
-        seed=options.seed, image_size=options.image_size, round=options.round,
+        seed=options.seed, image_size=options.image_size, round=options.round, near_miss=options.near_miss,
     )
+    kind = "near misses" if options.near_miss else "demos"
     store = EpisodeStore(options.root)
     audit = store.audit_table()
     for task in options.tasks:
         ids = [m.episode_id for m in metas if m.task_name == task]
         succeeded = sum(bool(audit.get(i)) for i in ids)
-        print(f"{task}: {len(ids)} demos, expert success {succeeded}/{len(ids)} (simulator ground truth, audit only)")
+        print(f"{task}: {len(ids)} {kind}, expert success {succeeded}/{len(ids)} (simulator ground truth, audit only)")
     print(f"store {options.root}: {store.num_episodes} episodes, {store.num_frames} frames")
     return 0
 

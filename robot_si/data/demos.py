@@ -9,6 +9,12 @@ Episode ids are derived from task, noise, action noise and seed, so rerunning th
 noise, but the stored action is the expert's clean action at the state it actually reached. The episodes then
 show states off the expert's path together with how the expert gets back, which is what a cloned policy needs
 when its own small errors take it there.
+
+`near_miss=True` records the demonstrator's deliberate failures instead (`robot_si.envs.experts`: a clean motion
+aimed a few cm beside the target), stored with source "near_miss". They are labelled by intent, never by the
+simulator: the success detector and progress model read them as failures, and behaviour cloning skips them
+(`TrainingView`). Measured: 0 of 20-40 per task succeeded by accident, except push (2 of 40: the approach knocked
+the block into the zone), so they carry about as much label noise as the demos themselves.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ from robot_si.data.store import ACTION_KEY, IMAGE_PREFIX, STATE_KEY, EpisodeStor
 EXPERT_POLICY_VERSION = "scripted-expert"
 
 
-def demo_episode_id(task: str, *, noise: float, seed: int, action_noise: float = 0.0) -> str:
+def demo_episode_id(task: str, *, noise: float, seed: int, action_noise: float = 0.0, near_miss: bool = False) -> str:
     dart = f"-dart{action_noise:g}" if action_noise else ""
-    return f"demo-{task}-noise{noise:g}{dart}-seed{seed}"
+    kind = "nearmiss" if near_miss else "demo"
+    return f"{kind}-{task}-noise{noise:g}{dart}-seed{seed}"
 
 
 def record_demos(
@@ -42,13 +49,14 @@ def record_demos(
     cameras: Sequence[str] = ("front",),
     progress: bool = True,
     action_noise: float = 0.0,
+    near_miss: bool = False,
 ) -> list[EpisodeMeta]:
     """Record `episodes_per_task` expert episodes per task (env/expert seed = seed + i); returns their metadata.
 
     `noise` degrades the expert itself (robot_si.envs.experts: what it does and what is stored). `action_noise`
     (std, in action units) perturbs only what the env executes; the stored action stays the expert's clean one
-    (DART). Episodes already in the store (same task, noise, action noise and seed) are skipped and returned as
-    stored.
+    (DART). `near_miss` records deliberate failures (source "near_miss", see the module docstring). Episodes
+    already in the store (same kind, task, noise, action noise and seed) are skipped and returned as stored.
     """
     from robot_si.envs import ACTION_DIM, STATE_DIM, list_tasks, make_env
     from robot_si.envs.experts import make_expert
@@ -77,7 +85,7 @@ def record_demos(
             root, fps=fps, image_size=image_size, cameras=tuple(cameras), state_dim=STATE_DIM, action_dim=ACTION_DIM
         )
         def episode_id(task: str, episode_seed: int) -> str:
-            return demo_episode_id(task, noise=noise, seed=episode_seed, action_noise=action_noise)
+            return demo_episode_id(task, noise=noise, seed=episode_seed, action_noise=action_noise, near_miss=near_miss)
 
         todo = [(task, s) for task, s in requested if episode_id(task, s) not in store]
         bar = tqdm(total=len(requested), initial=len(requested) - len(todo), desc="demos", unit="ep", disable=not progress)
@@ -85,8 +93,9 @@ def record_demos(
             for task, episode_seed in todo:
                 env = envs[task]
                 frames, meta, success, terminal = _run_expert_episode(
-                    env, make_expert(task, noise=noise, seed=episode_seed), task=task, seed=episode_seed,
-                    episode_id=episode_id(task, episode_seed), round=round,
+                    env, make_expert(task, noise=noise, seed=episode_seed, near_miss=near_miss), task=task,
+                    seed=episode_seed, episode_id=episode_id(task, episode_seed), round=round,
+                    source="near_miss" if near_miss else "demo",
                     image_keys=[IMAGE_PREFIX + c for c in cameras], action_noise=float(action_noise),
                 )
                 # the bar counts committed (durable) episodes, not merely recorded ones
@@ -95,12 +104,12 @@ def record_demos(
     finally:
         for env in envs.values():
             env.close()
-    by_id = {m.episode_id: m for m in store.episodes(source="demo")}
-    return [by_id[demo_episode_id(task, noise=noise, seed=s, action_noise=action_noise)] for task, s in requested]
+    by_id = {m.episode_id: m for m in store.episodes(source="near_miss" if near_miss else "demo")}
+    return [by_id[episode_id(task, s)] for task, s in requested]
 
 
 def _run_expert_episode(env, expert, *, task: str, seed: int, episode_id: str, round: int, image_keys: list[str],
-                        action_noise: float = 0.0):
+                        action_noise: float = 0.0, source: str = "demo"):
     observation, info = env.reset(seed=seed)
     expert.reset()
     # its own generator: the perturbations do not change the env's or the expert's random streams
@@ -128,7 +137,7 @@ def _run_expert_episode(env, expert, *, task: str, seed: int, episode_id: str, r
     terminal = {key: observation[key] for key in image_keys} | {STATE_KEY: np.asarray(observation[STATE_KEY], np.float32)}
     meta = EpisodeMeta(
         episode_id=episode_id,
-        source="demo",
+        source=source,
         round=round,
         policy_version=EXPERT_POLICY_VERSION,
         task_name=task,

@@ -14,7 +14,8 @@ Owns the mapping between a store and the robomimic layout (robomimic/utils/datas
         dones                (T,) int64              1 on the last step
     mask/train, mask/valid   demo keys (bytes), a seeded split
     mask/success, failure    from the given label version's labels; without one, scripted demos count as
-                             successes and other episodes are in neither mask
+                             successes, near misses (the demonstrator's deliberate failures) as failures, and
+                             other episodes are in neither mask
 
 Observation keys keep our names, sanitized: `observation.images.<cam>` -> `<cam>_image` (robomimic treats
 keys ending in `_image` as images), `observation.state` -> `state`. Ground truth is audit-only: it reaches the
@@ -80,7 +81,7 @@ def export_hdf5(
             episode_label = labels.episode_labels.get(meta.episode_id)
             outcome = episode_label.label if episode_label is not None else None
         else:
-            outcome = True if meta.source == "demo" else None
+            outcome = {"demo": True, "near_miss": False}.get(meta.source)  # what the demonstrator meant
         if outcome is True:
             success.append(key)
         elif outcome is False:

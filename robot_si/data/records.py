@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-EPISODE_SOURCES = ("demo", "autonomous", "human", "retry")
+# near_miss: a demonstrator's deliberate failure (aimed beside the target); never imitated, a verifier negative
+EPISODE_SOURCES = ("demo", "autonomous", "human", "retry", "near_miss")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -20,7 +21,7 @@ class EpisodeMeta:
     """Provenance of one stored episode (no ground truth, no labels: those live elsewhere)."""
 
     episode_id: str
-    source: str  # demo | autonomous | human | retry
+    source: str  # demo | autonomous | human | retry | near_miss
     round: int
     policy_version: str
     task_name: str

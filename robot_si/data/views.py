@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from robot_si.data.labels import LabelSet, list_label_versions, read_label_set
+from robot_si.data.records import EPISODE_SOURCES
 from robot_si.data.store import ACTION_KEY, STATE_KEY, EpisodeStore
 
 
@@ -49,7 +50,8 @@ class TrainingView(torch.utils.data.Dataset):
             it contributes weight 1.0 frames (e.g. the demo anchor). One name, or one per store (None = no labels).
         mix: sampling ratios, keyed by source ("demo", "autonomous", ...) or by store ("store0", "store1", ...
             or the store's path); every group present needs a ratio. None samples frames uniformly.
-        sources: keep only episodes of these sources.
+        sources: keep only episodes of these sources (default: every source but "near_miss", the demonstrator's
+            deliberate failures, which are never imitated unless named here).
         min_weight: frames whose weight is <= min_weight are dropped (the default drops zero-weight frames,
             which contribute nothing to a weighted loss).
     """
@@ -90,6 +92,8 @@ class TrainingView(torch.utils.data.Dataset):
             for meta in store.episodes():
                 if sources is not None and meta.source not in sources:
                     continue
+                if sources is None and meta.source == "near_miss":
+                    continue  # a deliberate failure is never imitated unless a caller asks for it by name
                 if meta.error:
                     self.skipped_episodes[meta.episode_id] = meta.error
                     continue
@@ -168,7 +172,7 @@ class TrainingView(torch.utils.data.Dataset):
             return None
         if not mix or any(not np.isfinite(v) or v < 0 for v in mix.values()) or sum(mix.values()) <= 0:
             raise ValueError(f"mix must map groups to non-negative ratios with a positive sum (got {mix!r})")
-        source_names = {e.source for e in self.episodes} | {"demo", "autonomous", "human", "retry"}
+        source_names = {e.source for e in self.episodes} | set(EPISODE_SOURCES)
         if all(key in source_names for key in mix):
             self._mix_by = "source"
             normalized = dict(mix)

@@ -13,6 +13,12 @@ calling `reset()` is optional. It only works with control_mode="ee_delta".
     carrying (grasp tasks).
 The expert's randomness comes from its own generator (`seed`), independent of the env's.
 
+`near_miss=True` makes a deliberate failure, the way a demonstrator records negatives on purpose: the expert
+moves cleanly but aims its touch (or its placement) a fixed distance beside the target, `near_miss_radius_m`
+of the task's expert in a random horizontal direction, far enough that the task's success test cannot pass.
+These episodes show the verifier what "almost" looks like (a gripper beside the button, a block just outside
+the zone), which demo prefixes never do: their "not yet" frames are far from the target.
+
 Measured scripted-expert success (fraction of 20 episodes, env seeds 0..19, expert seed 1000, 64 px; `bench/sim_throughput.py`,
 results in bench/results/sim_throughput.json):
 
@@ -65,10 +71,16 @@ class ScriptedExpert:
     # Scales the target offset per task so that success falls off gradually with `noise` on every task
     # (touching a ball forgives more than stacking a block).
     offset_scale = 1.0
+    # Near misses: which aim is off ("touch": where to touch/grasp; "place": where to put) and by how far (m),
+    # beyond the task's success tolerance.
+    near_miss_offset = "touch"
+    near_miss_radius_m = (0.06, 0.08)
+    near_miss_direction: tuple[float, float] | None = None  # a fixed horizontal direction (else a random one)
 
-    def __init__(self, task_name: str, *, noise: float, seed: int | None):
+    def __init__(self, task_name: str, *, noise: float, seed: int | None, near_miss: bool = False):
         self.task_name = task_name
         self.noise = float(noise)
+        self.near_miss = bool(near_miss)
         self.rng = np.random.default_rng(seed)
         self._episode_key: tuple | None = None
         self.reset()
@@ -79,6 +91,14 @@ class ScriptedExpert:
         self.touch_offset = np.append(self.rng.normal(0.0, spread, 2), 0.0)
         self.place_offset = np.append(self.rng.normal(0.0, spread, 2), 0.0)
         self.release_early = bool(self.rng.random() < EARLY_RELEASE_PROB * self.noise)
+        if self.near_miss:
+            angle = self.rng.uniform(0.0, 2 * np.pi)
+            direction = self.near_miss_direction or (np.cos(angle), np.sin(angle))
+            miss = self.rng.uniform(*self.near_miss_radius_m) * np.append(direction, 0.0)
+            if self.near_miss_offset == "touch":
+                self.touch_offset = self.touch_offset + miss
+            else:
+                self.place_offset = self.place_offset + miss
         self.release_probability_per_step = 0.35
         self.released = False
         self._phase_index = 0
@@ -167,6 +187,7 @@ class ScriptedExpert:
 
 class ReachExpert(ScriptedExpert):
     offset_scale = 3.0
+    near_miss_radius_m = (0.065, 0.09)  # success: grasp point within 4.5 cm of the ball centre
 
     def phases(self, sim):
         task = sim.task
@@ -178,6 +199,7 @@ class ReachExpert(ScriptedExpert):
 
 
 class ButtonExpert(ScriptedExpert):
+    near_miss_radius_m = (0.045, 0.065)  # beside the 2.4 cm cap, on its base or the table
     def phases(self, sim):
         task = sim.task
 
@@ -197,9 +219,18 @@ class PushExpert(ScriptedExpert):
     BEHIND_M = 0.065  # grasp point behind the block centre before pushing
     CONTACT_M = 0.036  # grasp point to block centre while in contact (half block + half finger)
     PUSH_HEIGHT_M = 0.025
+    near_miss_offset = "place"
+    # the block's centre must end within 5 cm (per axis) of the zone's; the miss is turned across the push line
+    # (in phases), or the block would cross the zone on its way to a goal beyond it
+    near_miss_radius_m = (0.13, 0.16)
 
     def phases(self, sim):
         task = sim.task
+        if self.near_miss:
+            line = task.zone_xy - sim.body_position("block")[:2]
+            across = np.array([-line[1], line[0]]) / max(np.linalg.norm(line), 1e-6)
+            side = 1.0 if self.place_offset[0] >= 0 else -1.0
+            self.place_offset = np.append(side * np.linalg.norm(self.place_offset[:2]) * across, 0.0)
 
         def goal_xy(sim):
             return task.zone_xy + self.place_offset[:2]
@@ -233,6 +264,10 @@ class PushExpert(ScriptedExpert):
 
 
 class DrawerExpert(ScriptedExpert):
+    # the fingers come down in front of the handle instead of behind it and pull nothing (the handle is too wide
+    # to miss sideways, and a miss towards the cabinet can still catch the drawer's front)
+    near_miss_radius_m = (0.04, 0.06)
+    near_miss_direction = (-1.0, 0.0)
     def phases(self, sim):
         task = sim.task
         start = task.hook_position(sim) + self.touch_offset
@@ -252,6 +287,8 @@ class DrawerExpert(ScriptedExpert):
 
 class PickPlaceExpert(ScriptedExpert):
     offset_scale = 0.7
+    near_miss_offset = "place"
+    near_miss_radius_m = (0.08, 0.11)  # success: block centre within 5 cm of the plate's
 
     def phases(self, sim):
         task = sim.task
@@ -260,6 +297,8 @@ class PickPlaceExpert(ScriptedExpert):
 
 class StackExpert(ScriptedExpert):
     offset_scale = 0.3
+    near_miss_offset = "place"
+    near_miss_radius_m = (0.05, 0.07)  # success: within 2 cm of the base block's centre
 
     def phases(self, sim):
         task = sim.task
@@ -276,14 +315,15 @@ EXPERTS: dict[str, type[ScriptedExpert]] = {
 }
 
 
-def make_expert(task: str, *, noise: float = 0.0, seed: int | None = None) -> ScriptedExpert:
-    """The scripted expert of `task`; `noise` in [0, 1] from clean demos (0) to clumsy near-misses (1)."""
+def make_expert(task: str, *, noise: float = 0.0, seed: int | None = None, near_miss: bool = False) -> ScriptedExpert:
+    """The scripted expert of `task`; `noise` in [0, 1] from clean demos (0) to clumsy near-misses (1);
+    `near_miss=True`: a deliberate failure (aimed beside the target, see the module docstring)."""
     get_task_spec(task)  # unknown task names fail with the list of valid ones
     if task not in EXPERTS:
         raise ValueError(f"task {task!r} has no scripted expert yet; experts exist for {sorted(EXPERTS)}")
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= float(noise) <= 1.0:
         raise ValueError(f"noise={noise!r} must be a number in [0, 1] (0 = clean demos, 1 = clumsy)")
-    return EXPERTS[task](task, noise=float(noise), seed=seed)
+    return EXPERTS[task](task, noise=float(noise), seed=seed, near_miss=near_miss)
 
 
 def run_episode(env, expert: ScriptedExpert, *, seed: int | None = None, record_frames: bool = False):

@@ -68,6 +68,7 @@ def validate_config(cfg: DictConfig) -> None:
     checks = [
         (cfg.rounds >= 0, f"rounds must be >= 0 (got {cfg.rounds})"),
         (cfg.demos.episodes_per_task > 0, f"demos.episodes_per_task must be > 0 (got {cfg.demos.episodes_per_task})"),
+        (cfg.demos.near_miss_per_task >= 0, f"demos.near_miss_per_task must be >= 0 (got {cfg.demos.near_miss_per_task})"),
         (cfg.collect.episodes_per_task > 0, f"collect.episodes_per_task must be > 0 (got {cfg.collect.episodes_per_task})"),
         (cfg.eval.episodes_per_task >= 0, f"eval.episodes_per_task must be >= 0 (got {cfg.eval.episodes_per_task})"),
         (cfg.train.steps > 0, f"train.steps must be > 0 (got {cfg.train.steps})"),

@@ -7,6 +7,9 @@ Owns `ClipExample` (one (episode, clip end, instruction, label) with the label's
                   the environment terminates an episode at success, so a demo's last frame shows it done);
 - `demo_prefix`   negative ("not yet"): clips of the same demo ending at frame t < end, at fixed fractions of
                   the episode (0 = the beginning) that stop well before the end;
+- `near_miss_end` negative: the clip ending at the last frame of a demonstrator's deliberate failure
+                  (`source="near_miss"`: aimed a few cm beside the target), the "almost" that demo prefixes, far
+                  from the target, never show;
 - `relabel_task`  negative: a positive clip paired with an instruction of a *different* task;
 - `relabel_colour` negative: a positive clip whose instruction's colour word is swapped for another colour
                   (only when the instruction names one);
@@ -28,7 +31,8 @@ import numpy as np
 
 from robot_si.verify.features import episode_end
 
-EXAMPLE_SOURCES = ("demo_end", "demo_prefix", "relabel_task", "relabel_colour", "human", "oracle", "labelled_prefix")
+EXAMPLE_SOURCES = ("demo_end", "demo_prefix", "near_miss_end", "relabel_task", "relabel_colour", "human", "oracle",
+                   "labelled_prefix")
 DEFAULT_PREFIX_FRACTIONS = (0.0, 0.25, 0.5, 0.7)
 FALLBACK_COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
 
@@ -146,6 +150,8 @@ def build_training_examples(
                 continue
             if meta.source == "demo":
                 label, end_source, prefix_source = True, "demo_end", "demo_prefix"
+            elif meta.source == "near_miss":
+                label, end_source, prefix_source = False, "near_miss_end", "demo_prefix"
             elif meta.episode_id in labelled:
                 label, end_source = labelled[meta.episode_id]
                 prefix_source = "labelled_prefix"

@@ -232,7 +232,7 @@ class ProgressModel:
         return self.training_report
 
     def fit_stores(self, stores: Sequence, *, label_version: str | None = None) -> dict[str, Any]:
-        """Fit on demos (success_prob 1) and the episodes of `label_version` in each store that has it.
+        """Fit on demos (success_prob 1), near misses (0) and the episodes of `label_version` in each store that has it.
 
         Labelled episodes use their human/oracle label (1/0) when there is one, else the detector's
         success_prob (soft). Unlabelled non-demo episodes are skipped.
@@ -250,6 +250,8 @@ class ProgressModel:
                     continue
                 if meta.source == "demo":
                     prob = 1.0
+                elif meta.source == "near_miss":
+                    prob = 0.0  # the demonstrator's deliberate failure: negative evidence by intent
                 elif meta.episode_id in labels:
                     label = labels[meta.episode_id]
                     if label.label_source in ("human", "oracle") and label.label is not None:
