@@ -64,7 +64,10 @@ def test_killed_run_resumes_without_redoing_completed_stages(smoke_run):
     assert set(_manifest(run_dir, 1)) >= {"collect", "label", "train_verifier", "refit_label", "weight", "train_policy",
                                           "evaluate", "audit"}
     # no episode twice: demos and autonomous stores hold exactly the requested episodes
-    assert len(EpisodeStore(run_dir / "store" / "demos").episodes()) == 4
+    demo_store = EpisodeStore(run_dir / "store" / "demos")
+    assert len(demo_store.episodes(source="demo")) == 4 and len(demo_store.episodes(source="near_miss")) == 2
+    # the near misses reach the verifier as negatives (behaviour cloning skips them: tests/test_data_demos.py)
+    assert final_manifest["train_verifier"]["result"]["verifier_examples"]["near_miss_end"] == {"positive": 0, "negative": 2}
     assert len(EpisodeStore(run_dir / "store" / "autonomous").episodes()) == 4
 
 
