@@ -19,3 +19,11 @@ def test_export_then_import_commands(tmp_path, capsys):
     np.testing.assert_array_equal(EpisodeStore(tmp_path / "copy").load_episode("e0")["action"], store.load_episode("e0")["action"])
     with pytest.raises(FileNotFoundError, match="store.json is missing"):
         main(["export-hdf5", str(tmp_path / "nowhere"), str(tmp_path / "x.hdf5")])
+
+
+def test_demos_command_records_near_misses_and_reports_them_failed(tmp_path, capsys):
+    root = tmp_path / "demos"
+    assert main(["demos", "reach", "--episodes", "2", "--root", str(root), "--near-miss"]) == 0
+    out = capsys.readouterr().out
+    assert "reach: 2 near misses, expert success 0/2" in out
+    assert [m.source for m in EpisodeStore(root).episodes()] == ["near_miss", "near_miss"]
