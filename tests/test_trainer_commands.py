@@ -44,3 +44,21 @@ def test_empty_store_is_a_clear_error(tmp_path):
         main(["train", f"stores=[{store}]", f"out={tmp_path / 'out'}", "steps=2", *TINY])
     with pytest.raises(ValueError, match="needs stores"):
         main(["train", "steps=2"])
+
+
+def test_a_policy_built_from_a_config_trains_the_same_whatever_used_the_global_rng_before(tmp_path):
+    import torch
+
+    from robot_si.train import TrainConfig, train_policy
+
+    store = _store(tmp_path / "store", 2)
+    policy_config = {"type": "compact_vla", "image_size": 32, "horizon": 4, "n_action_steps": 2, "pretrained_vision": False,
+                     "hidden_dim": 32, "image_projection_dim": 16, "state_hidden_dim": 16, "num_blocks": 1, "use_text": False}
+    config = TrainConfig(steps=2, batch_size=4, warmup_steps=1, progress=False, save_every=None, seed=5, device="cpu")
+    states = []
+    for run, draws in enumerate((0, 7)):
+        torch.rand(draws)  # what ran earlier in the process (another stage, a library) moved the global RNG
+        train_policy([store], tmp_path / f"run{run}", policy_config=policy_config, train_config=config)
+        states.append(load_policy(tmp_path / f"run{run}" / "policy").state_dict())
+    for name, value in states[0].items():
+        assert torch.equal(value, states[1][name]), f"{name} depends on the global RNG's state before training"

@@ -664,10 +664,13 @@ def train_policy(
     from robot_si.data.views import TrainingView
     from robot_si.policies import CompactVLAConfig, load_policy, make_policy
 
+    train_config = train_config or TrainConfig()
     if policy is None:
         if init_from is not None:
             policy = load_policy(init_from)
         else:
+            # the initial weights are a function of the config's seed, not of whatever used the global RNG before
+            torch.manual_seed(train_config.seed)
             policy = make_policy(policy_config if policy_config is not None else CompactVLAConfig())
     view = TrainingView(
         stores, horizon=policy_horizon(policy), label_version=label_version, mix=mix, sources=sources, min_weight=min_weight
@@ -677,4 +680,4 @@ def train_policy(
             f"no training frames in stores {[str(s) for s in stores]} (label_version={label_version!r}, sources={sources!r}, "
             f"min_weight={min_weight}); record demos first (robot-si demos ...) or relax the filters"
         )
-    return Trainer(policy, view, train_config or TrainConfig(), out_dir, eval_fn=eval_fn).train(resume=resume)
+    return Trainer(policy, view, train_config, out_dir, eval_fn=eval_fn).train(resume=resume)
