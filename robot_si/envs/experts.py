@@ -14,8 +14,9 @@ calling `reset()` is optional. It only works with control_mode="ee_delta".
 The expert's randomness comes from its own generator (`seed`), independent of the env's.
 
 `near_miss=True` makes a deliberate failure, the way a demonstrator records negatives on purpose: the expert
-moves cleanly but aims its touch (or its placement) a fixed distance beside the target, `near_miss_radius_m`
-of the task's expert in a random horizontal direction, far enough that the task's success test cannot pass.
+moves cleanly but aims its touch (or its placement) beside the target, `near_miss_radius_m` of the task's expert
+away in a random horizontal direction (or the task's own: across the push line, in front of the drawer's handle),
+far enough that the task's success test cannot pass (accidents measured in robot_si/data/demos.py).
 These episodes show the verifier what "almost" looks like (a gripper beside the button, a block just outside
 the zone), which demo prefixes never do: their "not yet" frames are far from the target.
 
@@ -200,6 +201,7 @@ class ReachExpert(ScriptedExpert):
 
 class ButtonExpert(ScriptedExpert):
     near_miss_radius_m = (0.045, 0.065)  # beside the 2.4 cm cap, on its base or the table
+
     def phases(self, sim):
         task = sim.task
 
@@ -268,6 +270,7 @@ class DrawerExpert(ScriptedExpert):
     # to miss sideways, and a miss towards the cabinet can still catch the drawer's front)
     near_miss_radius_m = (0.04, 0.06)
     near_miss_direction = (-1.0, 0.0)
+
     def phases(self, sim):
         task = sim.task
         start = task.hook_position(sim) + self.touch_offset
