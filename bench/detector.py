@@ -157,7 +157,8 @@ def main(argv=None) -> dict:
         "encoder": cache.encoders.name,
         "detector_overrides": overrides,
         "data": {
-            "demos_per_task": args.demos, "near_miss_per_task": args.near_miss, "mediocre_policy": f"scripted expert, noise {args.noises}",
+            "demos_per_task": args.demos, "near_miss_per_task": args.near_miss,
+            "mediocre_policy": f"scripted expert, noise {args.noises}",
             "labelled_pool": {"episodes": truth_rate(rollouts)[1], "gt_success_rate": truth_rate(rollouts)[0]},
             "heldout_audit": {"episodes": truth_rate(heldout)[1], "gt_success_rate": truth_rate(heldout)[0]},
             "other_policies_audit": ({"episodes": truth_rate(other)[1], "gt_success_rate": truth_rate(other)[0],

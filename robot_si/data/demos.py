@@ -87,6 +87,7 @@ def record_demos(
         def episode_id(task: str, episode_seed: int) -> str:
             return demo_episode_id(task, noise=noise, seed=episode_seed, action_noise=action_noise, near_miss=near_miss)
 
+        source = "near_miss" if near_miss else "demo"
         todo = [(task, s) for task, s in requested if episode_id(task, s) not in store]
         bar = tqdm(total=len(requested), initial=len(requested) - len(todo), desc="demos", unit="ep", disable=not progress)
         with store.writer() as writer:
@@ -95,7 +96,7 @@ def record_demos(
                 frames, meta, success, terminal = _run_expert_episode(
                     env, make_expert(task, noise=noise, seed=episode_seed, near_miss=near_miss), task=task,
                     seed=episode_seed, episode_id=episode_id(task, episode_seed), round=round,
-                    source="near_miss" if near_miss else "demo",
+                    source=source,
                     image_keys=[IMAGE_PREFIX + c for c in cameras], action_noise=float(action_noise),
                 )
                 # the bar counts committed (durable) episodes, not merely recorded ones
@@ -104,7 +105,7 @@ def record_demos(
     finally:
         for env in envs.values():
             env.close()
-    by_id = {m.episode_id: m for m in store.episodes(source="near_miss" if near_miss else "demo")}
+    by_id = {m.episode_id: m for m in store.episodes(source=source)}
     return [by_id[episode_id(task, s)] for task, s in requested]
 
 

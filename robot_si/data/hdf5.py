@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_si.data.labels import read_label_set
-from robot_si.data.records import EpisodeMeta
+from robot_si.data.records import INTENDED_OUTCOME, EpisodeMeta
 from robot_si.data.store import ACTION_KEY, IMAGE_PREFIX, STATE_KEY, EpisodeStore
 
 ROBOMIMIC_ENV_TYPE_GYM = 2  # robomimic.envs.env_base.EnvType.GYM_TYPE
@@ -81,7 +81,7 @@ def export_hdf5(
             episode_label = labels.episode_labels.get(meta.episode_id)
             outcome = episode_label.label if episode_label is not None else None
         else:
-            outcome = {"demo": True, "near_miss": False}.get(meta.source)  # what the demonstrator meant
+            outcome = INTENDED_OUTCOME.get(meta.source)
         if outcome is True:
             success.append(key)
         elif outcome is False:

@@ -14,6 +14,9 @@ import numpy as np
 
 # near_miss: a demonstrator's deliberate failure (aimed beside the target); never imitated, a verifier negative
 EPISODE_SOURCES = ("demo", "autonomous", "human", "retry", "near_miss")
+# What the demonstrator meant episodes of a source to show: their label by intent, never by the simulator.
+# Other sources have no intended outcome (a policy's episodes are judged by the verifier and budgeted labels).
+INTENDED_OUTCOME = {"demo": True, "near_miss": False}
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from robot_si.data.labels import LabelSet, list_label_versions, read_label_set
-from robot_si.data.records import EPISODE_SOURCES
+from robot_si.data.records import EPISODE_SOURCES, INTENDED_OUTCOME
 from robot_si.data.store import ACTION_KEY, STATE_KEY, EpisodeStore
 
 
@@ -92,8 +92,8 @@ class TrainingView(torch.utils.data.Dataset):
             for meta in store.episodes():
                 if sources is not None and meta.source not in sources:
                     continue
-                if sources is None and meta.source == "near_miss":
-                    continue  # a deliberate failure is never imitated unless a caller asks for it by name
+                if sources is None and INTENDED_OUTCOME.get(meta.source) is False:
+                    continue  # a deliberate failure is never imitated unless a caller names its source
                 if meta.error:
                     self.skipped_episodes[meta.episode_id] = meta.error
                     continue

@@ -54,14 +54,12 @@ def _has_autonomous(run: Run) -> bool:
 def record_demos(run: Run, cfg: DictConfig) -> dict[str, Any]:
     from robot_si.data.demos import record_demos as record
 
-    metas = record(
-        list(cfg.tasks), episodes_per_task=int(cfg.demos.episodes_per_task), root=run.demo_store,
-        noise=float(cfg.demos.noise), seed=int(cfg.seed), image_size=int(cfg.image_size), progress=bool(cfg.progress),
-    )
+    options = {"root": run.demo_store, "noise": float(cfg.demos.noise), "seed": int(cfg.seed),
+               "image_size": int(cfg.image_size), "progress": bool(cfg.progress)}
+    metas = record(list(cfg.tasks), episodes_per_task=int(cfg.demos.episodes_per_task), **options)
     near_misses = int(cfg.demos.near_miss_per_task)
     if near_misses:  # the demonstrator's deliberate failures: verifier negatives, skipped by behaviour cloning
-        record(list(cfg.tasks), episodes_per_task=near_misses, root=run.demo_store, noise=float(cfg.demos.noise),
-               seed=int(cfg.seed), image_size=int(cfg.image_size), progress=bool(cfg.progress), near_miss=True)
+        record(list(cfg.tasks), episodes_per_task=near_misses, near_miss=True, **options)
     store = _open(run.demo_store)
     diversity = action_diversity([store.load_episode(m.episode_id)["action"] for m in metas])
     return {"episodes": len(metas), "frames": int(sum(m.num_frames for m in metas)),

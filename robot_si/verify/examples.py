@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from robot_si.data.records import INTENDED_OUTCOME
 from robot_si.verify.features import episode_end
 
 EXAMPLE_SOURCES = ("demo_end", "demo_prefix", "near_miss_end", "relabel_task", "relabel_colour", "human", "oracle",
@@ -148,10 +149,9 @@ def build_training_examples(
         for meta in metas:
             if meta.num_frames <= 0 or meta.error:
                 continue
-            if meta.source == "demo":
-                label, end_source, prefix_source = True, "demo_end", "demo_prefix"
-            elif meta.source == "near_miss":
-                label, end_source, prefix_source = False, "near_miss_end", "demo_prefix"
+            if meta.source in INTENDED_OUTCOME:
+                label = INTENDED_OUTCOME[meta.source]
+                end_source, prefix_source = ("demo_end" if label else "near_miss_end"), "demo_prefix"
             elif meta.episode_id in labelled:
                 label, end_source = labelled[meta.episode_id]
                 prefix_source = "labelled_prefix"

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_si.data.records import INTENDED_OUTCOME
 from robot_si.verify.features import FeatureCache, make_encoders, pooled_image_features
 
 CONFIG_FILE = "progress_config.json"
@@ -248,10 +249,8 @@ class ProgressModel:
             for meta in store.episodes():
                 if meta.num_frames <= 0 or meta.error:
                     continue
-                if meta.source == "demo":
-                    prob = 1.0
-                elif meta.source == "near_miss":
-                    prob = 0.0  # the demonstrator's deliberate failure: negative evidence by intent
+                if meta.source in INTENDED_OUTCOME:
+                    prob = float(INTENDED_OUTCOME[meta.source])  # demos 1, near misses 0: labels by intent
                 elif meta.episode_id in labels:
                     label = labels[meta.episode_id]
                     if label.label_source in ("human", "oracle") and label.label is not None:
