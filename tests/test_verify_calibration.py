@@ -7,6 +7,7 @@ from robot_si.verify.calibration import (
     choose_threshold,
     expected_calibration_error,
     fit_temperature,
+    prior_weights,
     reliability_table,
     sigmoid,
 )
@@ -46,6 +47,38 @@ def test_threshold_reaches_target_precision_with_most_recall():
 def test_threshold_reports_when_target_is_unreachable():
     choice = choose_threshold(np.array([0.9, 0.8]), np.array([0, 1]), target_precision=0.99, min_accepted=1)
     assert not choice.met_target and choice.precision == pytest.approx(0.5)
+
+
+def test_weights_count_like_repeated_examples():
+    logits, labels = _overconfident(n=300, seed=1)
+    repeats = np.where(np.arange(300) % 3 == 0, 3, 1)
+    weighted = fit_temperature(logits, labels, repeats.astype(float))
+    repeated = fit_temperature(np.repeat(logits, repeats), np.repeat(labels, repeats))
+    assert weighted == pytest.approx(repeated, rel=1e-4)
+    assert weighted != pytest.approx(fit_temperature(logits, labels), rel=1e-3)
+    probs = sigmoid(logits)
+    a = choose_threshold(probs, labels, target_precision=0.9, weights=repeats.astype(float))
+    b = choose_threshold(np.repeat(probs, repeats), np.repeat(labels, repeats), target_precision=0.9)
+    assert a.threshold == pytest.approx(b.threshold) and a.precision == pytest.approx(b.precision)
+
+
+def test_prior_weights_make_precision_the_one_at_the_prior():
+    # one success to seven failures, a score that accepts 96 % of successes and 7 % of failures:
+    # precision 2/3 at the clips' own mix, 0.93 at an even mix
+    labels = np.array([1] * 100 + [0] * 700)
+    probs = np.r_[np.full(96, 0.9), np.full(4, 0.1), np.full(48, 0.9), np.full(652, 0.1)]
+    weights = prior_weights(labels, 0.5)
+    assert weights[labels == 1].sum() == pytest.approx(weights[labels == 0].sum())
+    as_they_come = choose_threshold(probs, labels, target_precision=0.9)
+    assert not as_they_come.met_target and as_they_come.precision == pytest.approx(96 / 144)
+    at_prior = choose_threshold(probs, labels, target_precision=0.9, weights=weights)
+    assert at_prior.met_target and at_prior.threshold == pytest.approx(0.9) and at_prior.accepted == 144
+    assert at_prior.precision == pytest.approx(0.96 / (0.96 + 48 / 700))
+    assert at_prior.recall == pytest.approx(0.96)
+    with pytest.raises(ValueError, match="both classes"):
+        prior_weights(np.ones(4), 0.5)
+    with pytest.raises(ValueError, match="prior"):
+        prior_weights(labels, 1.0)
 
 
 def test_ece_and_reliability_table_on_a_known_example():

@@ -90,8 +90,10 @@ def train_policy(run: Run, cfg: DictConfig, round_index: int, *, label_version: 
     if init_from is not None and cfg.train.init_from == "previous":
         start_from = policy_dir(run, init_from)
     steps = int(cfg.train.steps if round_index == 0 or cfg.train.finetune_steps is None else cfg.train.finetune_steps)
+    # one training seed for every round: a policy retrained from scratch starts from round 0's initial weights,
+    # so a round's change is its data, not a new draw of BC's seed-to-seed spread (bench/NOTES_improve.md)
     train_config = TrainConfig(
-        steps=steps, batch_size=int(cfg.train.batch_size), lr=float(cfg.train.lr), seed=int(cfg.seed) + round_index,
+        steps=steps, batch_size=int(cfg.train.batch_size), lr=float(cfg.train.lr), seed=int(cfg.seed),
         save_every=max(steps // 3, 1), progress=bool(cfg.progress),
     )
     policy_config = {"type": "compact_vla", "image_size": int(cfg.image_size), **_container(cfg.policy)}

@@ -38,21 +38,47 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return np.where(logits >= 0, 1.0 / (1.0 + np.exp(-np.abs(logits))), np.exp(-np.abs(logits)) / (1.0 + np.exp(-np.abs(logits))))
 
 
-def binary_nll(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Mean negative log-likelihood of 0/1 labels under sigmoid(logits) (numerically stable)."""
+def _as_weights(weights: np.ndarray | None, labels: np.ndarray) -> np.ndarray:
+    if weights is None:
+        return np.ones_like(labels)
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != labels.shape or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError(f"weights must be {labels.shape}, finite and >= 0 (got shape {weights.shape})")
+    return weights
+
+
+def prior_weights(labels: np.ndarray, prior: float) -> np.ndarray:
+    """Per-example weights that make the weighted share of positives `prior` (each class's mean weight 1).
+
+    Held-out clips built from demos are ~1 positive to 7 negatives, an artefact of how examples are made; a
+    precision or a calibration measured at that mix says little about episodes that succeed half the time.
+    """
+    labels = _as_binary_labels(labels)
+    if not 0.0 < prior < 1.0:
+        raise ValueError(f"prior must be in (0, 1) (got {prior})")
+    positives, negatives = labels.sum(), labels.size - labels.sum()
+    if positives == 0 or negatives == 0:
+        raise ValueError("reweighting to a prior needs examples of both classes")
+    return np.where(labels == 1, prior * labels.size / positives, (1.0 - prior) * labels.size / negatives)
+
+
+def binary_nll(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """(Weighted) mean negative log-likelihood of 0/1 labels under sigmoid(logits) (numerically stable)."""
     logits = np.asarray(logits, dtype=np.float64)
     labels = _as_binary_labels(labels)
-    return float(np.mean(np.logaddexp(0.0, logits) - labels * logits))
+    weights = _as_weights(weights, labels)
+    return float(np.sum(weights * (np.logaddexp(0.0, logits) - labels * logits)) / weights.sum())
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature T minimizing NLL of `labels` under sigmoid(logits / T); 1.0 when that cannot be fitted.
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Temperature T minimizing the (weighted) NLL of `labels` under sigmoid(logits / T).
 
     Needs both classes: with one class the NLL keeps falling as T -> 0 (or inf) and no temperature is
     meaningful, so this raises.
     """
     logits = np.asarray(logits, dtype=np.float64)
     labels = _as_binary_labels(labels)
+    weights = _as_weights(weights, labels)
     if logits.shape != labels.shape:
         raise ValueError(f"logits {logits.shape} and labels {labels.shape} must have the same shape")
     if labels.size == 0 or labels.min() == labels.max():
@@ -61,29 +87,30 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
             f"{int(labels.size - labels.sum())} negative); add labelled successes and failures to the held-out set"
         )
     grid = np.exp(np.linspace(math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE), 241))
-    losses = [binary_nll(logits / t, labels) for t in grid]
+    losses = [binary_nll(logits / t, labels, weights) for t in grid]
     best = float(grid[int(np.argmin(losses))])
-    return _polish_temperature(logits, labels, best)
+    return _polish_temperature(logits, labels, weights, best)
 
 
-def _polish_temperature(logits: np.ndarray, labels: np.ndarray, start: float) -> float:
+def _polish_temperature(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray, start: float) -> float:
     """LBFGS on log T from the grid optimum; keeps the grid value if LBFGS does not improve the NLL."""
     import torch
 
     log_t = torch.tensor([math.log(start)], dtype=torch.float64, requires_grad=True)
     x = torch.as_tensor(logits, dtype=torch.float64)
     y = torch.as_tensor(labels, dtype=torch.float64)
+    w = torch.as_tensor(weights / weights.mean(), dtype=torch.float64)
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=50, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x / log_t.exp(), y)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(x / log_t.exp(), y, weight=w)
         loss.backward()
         return loss
 
     optimizer.step(closure)
     polished = float(np.clip(math.exp(float(log_t.detach())), MIN_TEMPERATURE, MAX_TEMPERATURE))
-    if not math.isfinite(polished) or binary_nll(logits / polished, labels) > binary_nll(logits / start, labels):
+    if not math.isfinite(polished) or binary_nll(logits / polished, labels, weights) > binary_nll(logits / start, labels, weights):
         return start
     return polished
 
@@ -104,15 +131,18 @@ class ThresholdChoice:
 
 
 def choose_threshold(
-    probs: np.ndarray, labels: np.ndarray, *, target_precision: float = 0.95, min_accepted: int = 3
+    probs: np.ndarray, labels: np.ndarray, *, target_precision: float = 0.95, min_accepted: int = 3,
+    weights: np.ndarray | None = None,
 ) -> ThresholdChoice:
     """Smallest threshold whose precision on (probs, labels) is >= target_precision with >= min_accepted accepted.
 
     Accepting means prob >= threshold. When no threshold reaches the target, the threshold with the best
-    precision (ties: more accepted) is returned with `met_target=False`, so callers can warn.
+    precision (ties: more accepted) is returned with `met_target=False`, so callers can warn. `weights` make
+    precision and recall weighted (e.g. `prior_weights`); `accepted` still counts examples.
     """
     probs = np.asarray(probs, dtype=np.float64)
     labels = _as_binary_labels(labels)
+    weights = _as_weights(weights, labels)
     if not 0.0 < target_precision <= 1.0:
         raise ValueError(f"target_precision must be in (0, 1] (got {target_precision})")
     if probs.shape != labels.shape or probs.size == 0:
@@ -120,13 +150,13 @@ def choose_threshold(
     if labels.sum() == 0:
         raise ValueError("choosing a threshold for a target precision needs at least one positive held-out example")
     order = np.argsort(-probs, kind="stable")
-    sorted_probs, sorted_labels = probs[order], labels[order]
-    true_positives = np.cumsum(sorted_labels)
+    sorted_probs, sorted_labels, sorted_weights = probs[order], labels[order], weights[order]
+    true_positives = np.cumsum(sorted_labels * sorted_weights)
     accepted = np.arange(1, len(probs) + 1)
     # Only cut between distinct probabilities: a threshold accepts every example with the same prob.
     last_of_value = np.r_[sorted_probs[1:] != sorted_probs[:-1], True]
-    precision = true_positives / accepted
-    recall = true_positives / labels.sum()
+    precision = true_positives / np.maximum(np.cumsum(sorted_weights), 1e-300)
+    recall = true_positives / max(float(np.sum(labels * weights)), 1e-300)
     candidates = np.flatnonzero(last_of_value & (accepted >= min(min_accepted, len(probs))))
     meeting = candidates[precision[candidates] >= target_precision - 1e-12]
     if meeting.size:

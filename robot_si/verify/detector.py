@@ -43,6 +43,7 @@ from robot_si.verify.calibration import (
     cross_fitted_decisions,
     expected_calibration_error,
     fit_temperature,
+    prior_weights,
     sigmoid,
 )
 from robot_si.verify.examples import ClipExample, build_training_examples, count_by_source
@@ -63,7 +64,7 @@ WEIGHTS_FILE = "model.safetensors"
 # Fields added after detectors were first saved, with the value that reproduces the behaviour before them
 # (a checkpoint without the field loads with this value; its version is checked against the config as saved).
 LEGACY_CONFIG_VALUES: dict[str, Any] = {"balance_classes": False, "labelled_episode_weight": 1.0, "use_terminal_frame": False,
-                                        "map_shapes": ()}
+                                        "map_shapes": (), "calibration_prior": None}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -112,6 +113,11 @@ class DetectorConfig:
     calibration_folds: int = 4
     min_calibration_episodes: int = 8
     target_precision: float = 0.95
+    # Without enough labelled episodes, temperature and threshold come from held-out demo-derived clips, about one
+    # positive (a demo's end) to seven negatives (prefixes, relabels, near misses). They are reweighted to this
+    # share of successes first, so "precision 0.95" means precision on episodes that succeed this often, not at
+    # the clips' 1:7 mix (where 0.67 is a detector that is 0.94 precise at 1:1). null: as the clips come.
+    calibration_prior: float | None = 0.5
     prefix_fractions: tuple[float, ...] = (0.0, 0.25, 0.5, 0.7)
     relabels_per_kind: int = 1
     # filled from the encoders at fit time
@@ -145,6 +151,9 @@ class DetectorConfig:
             raise ValueError(f"holdout_fraction must be in (0, 1) (got {self.holdout_fraction})")
         if not 0.0 < self.target_precision <= 1.0:
             raise ValueError(f"target_precision must be in (0, 1] (got {self.target_precision})")
+        if self.calibration_prior is not None and not 0.0 < self.calibration_prior < 1.0:
+            raise ValueError(f"calibration_prior must be in (0, 1), or null to calibrate at the held-out clips' own "
+                             f"class mix (got {self.calibration_prior})")
         weight = self.labelled_episode_weight
         if (isinstance(weight, bool) or not isinstance(weight, int | float | np.integer | np.floating)
                 or not np.isfinite(weight) or weight <= 0):
@@ -525,12 +534,15 @@ class SuccessDetector:
             report["calibration_note"] = "held-out set had one class: temperature 1.0, threshold 0.5 (uncalibrated)"
             return report
         logits = self.predict_logits(holdout)
+        prior = self.config.calibration_prior
+        weights = None if prior is None else prior_weights(labels, prior)
         report["holdout_ece_before"] = expected_calibration_error(sigmoid(logits), labels)
-        self.temperature = fit_temperature(logits, labels)
+        self.temperature = fit_temperature(logits, labels, weights)
         probs = sigmoid(logits / self.temperature)
         report["holdout_ece_after"] = expected_calibration_error(probs, labels)
         report["temperature"] = self.temperature
-        choice = choose_threshold(probs, labels, target_precision=self.config.target_precision)
+        report["calibration_prior"] = prior
+        choice = choose_threshold(probs, labels, target_precision=self.config.target_precision, weights=weights)
         self.threshold = choice.threshold
         report["threshold"] = choice.to_json_dict()
         if not choice.met_target:
