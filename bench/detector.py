@@ -17,7 +17,7 @@ Recipe, as `robot-si improve` runs it (no ground truth in training except the bu
 Writes `--out` (bench/results/detector.json), bench/results/detector_{reliability,roc}.png and prints Markdown.
 
     python bench/detector.py [--tasks reach button ...] [--demos 10] [--rollouts 6] [--heldout 8] [--budget 20]
-        [--seed 0] [--strategy threshold|mixed] [--labelled-weight W] [--threads 1]
+        [--seed 0] [--strategy mixed|threshold] [--labelled-weight W] [--threads 1]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def parse_args(argv):
     parser.add_argument("--out", default=str(RESULTS / "detector.json"))
     parser.add_argument("--plots", action="store_true", help="write the v1 reliability/ROC PNGs to bench/results")
     parser.add_argument("--seed", type=int, default=0, help="detector seed (v0 and v1) and the selection's sampling seed")
-    parser.add_argument("--strategy", default="threshold", help="active selection: threshold | uncertainty | random | mixed")
+    parser.add_argument("--strategy", default="mixed", help="active selection: mixed (the loop's) | threshold | uncertainty | random")
     parser.add_argument("--random-share", type=float, default=0.5, help="mixed: share of the budget sampled (stratified)")
     parser.add_argument("--labelled-weight", type=float, default=None,
                         help="v1 DetectorConfig.labelled_episode_weight (default: the config's default)")

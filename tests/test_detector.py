@@ -130,13 +130,14 @@ def test_detector_saved_before_newer_config_fields_still_loads(tmp_path):
     path = tmp_path / "det" / "detector_config.json"
     payload = json.loads(path.read_text())
     for key in ("labelled_episode_weight", "balance_classes", "use_terminal_frame", "map_shapes", "keypoints",
-                "keypoint_hidden_dim", "image_size"):
+                "keypoint_hidden_dim", "image_size", "calibration_prior"):
         del payload["config"][key]
     payload["version"] = detector._hash_version(payload["config"])  # what the older code recorded
     path.write_text(json.dumps(payload))
     loaded = SuccessDetector.from_pretrained(tmp_path / "det", encoders=HashingEncoders())
     assert loaded.version == payload["version"]
     assert loaded.config.labelled_episode_weight == 1.0 and loaded.config.balance_classes is False
+    assert loaded.config.calibration_prior is None  # held-out clips calibrated as they came
     assert loaded.config.use_terminal_frame is False  # older detectors judged the last stored frame
     assert loaded.config.map_shapes == ()  # and read pooled image features only
     np.testing.assert_allclose(loaded.predict_proba(features), detector.predict_proba(features), rtol=1e-6)

@@ -99,9 +99,11 @@ class DetectorConfig:
     # says nothing about how often a round's episodes succeed, so the head should not learn its prior.
     balance_classes: bool = True
     # Loss weight of the final clips of human/oracle-labelled episodes relative to demo-derived examples (1.0:
-    # same weight). They are the only examples from the policy's own episodes, a few among hundreds of demo
+    # same weight). They are the only examples from the policy's own episodes, a few among thousands of demo
     # clips; class balancing is applied after this weighting, so both classes still weigh the same in total.
-    labelled_episode_weight: float = 1.0
+    # 20: on the same round-1 episodes of a loop the refit verifier's AUC went 0.79 -> 0.83 and its accepted-but-
+    # failed 22 % -> 6 % against 1.0 (bench/NOTES_improve.md, 2026-12-03 session 4); calibration pays (ECE up).
+    labelled_episode_weight: float = 20.0
     # True: a clip judging a whole episode ends on its terminal observation (the scene after the last action, which
     # the env judged) where the store recorded one; False: on the last stored frame, one action before that scene.
     # Off by default: measured no better (bench/NOTES_verify.md, 2026-12-01) with pooled image features.
