@@ -11,6 +11,8 @@ and `reliability_table` to *measure* calibration, never to fit it.
 - Operating threshold: the smallest probability threshold whose held-out precision reaches a target
   (default 0.95), so "accepted" episodes are mostly true successes while recall stays as high as possible.
 - ECE: equal-width bins over [0, 1], weighted mean |accuracy - confidence| of the positive-class probability.
+- Weights: temperature and threshold take per-example weights; `prior_weights` reweights held-out examples to a
+  stated share of successes (demo-derived clips are ~1:7, rollouts succeed about half the time).
 """
 
 from __future__ import annotations
