@@ -49,19 +49,21 @@ def _as_weights(weights: np.ndarray | None, labels: np.ndarray) -> np.ndarray:
     return weights
 
 
-def prior_weights(labels: np.ndarray, prior: float) -> np.ndarray:
-    """Per-example weights that make the weighted share of positives `prior` (each class's mean weight 1).
+def prior_weights(labels: np.ndarray, prior: float, weights: np.ndarray | None = None) -> np.ndarray:
+    """Per-example weights (`weights`, default 1, rescaled per class) that make the weighted share of positives
+    `prior`, with mean weight 1.
 
     Held-out clips built from demos are ~1 positive to 7 negatives, an artefact of how examples are made; a
     precision or a calibration measured at that mix says little about episodes that succeed half the time.
     """
     labels = _as_binary_labels(labels)
+    base = _as_weights(weights, labels)
     if not 0.0 < prior < 1.0:
         raise ValueError(f"prior must be in (0, 1) (got {prior})")
-    positives, negatives = labels.sum(), labels.size - labels.sum()
+    positives, negatives = base[labels == 1].sum(), base[labels == 0].sum()
     if positives == 0 or negatives == 0:
         raise ValueError("reweighting to a prior needs examples of both classes")
-    return np.where(labels == 1, prior * labels.size / positives, (1.0 - prior) * labels.size / negatives)
+    return base * np.where(labels == 1, prior * labels.size / positives, (1.0 - prior) * labels.size / negatives)
 
 
 def binary_nll(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:

@@ -668,11 +668,7 @@ class SuccessDetector:
 def _class_weights(labels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Per-example loss weights (`weights`, default 1, rescaled per class) giving both classes the same total
     weight, with mean weight 1."""
-    weights = np.ones(len(labels), np.float32) if weights is None else np.asarray(weights, np.float32)
-    positive = labels > 0.5
-    positives = max(1e-12, float(weights[positive].sum()))
-    negatives = max(1e-12, float(weights[~positive].sum()))
-    return (weights * np.where(positive, len(labels) / (2 * positives), len(labels) / (2 * negatives))).astype(np.float32)
+    return prior_weights(labels, 0.5, weights).astype(np.float32)
 
 
 def _weighted_nll(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
