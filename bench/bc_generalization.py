@@ -16,7 +16,6 @@ bench/results/bc_generalization.json together with the exact command, so variant
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import platform
@@ -32,26 +31,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from robot_si.collect.evaluate import evaluate  # noqa: E402
-from robot_si.config import compose  # noqa: E402
+from robot_si.config import compose, parse_overrides  # noqa: E402
 from robot_si.data.demos import record_demos  # noqa: E402
 from robot_si.policies import CompactVLAConfig  # noqa: E402
 from robot_si.train import TrainConfig, train_policy  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "results" / "bc_generalization.json"
-
-
-def _parse_overrides(items: list[str]) -> dict:
-    """KEY=VALUE pairs; values are Python literals when they parse as one (1e-3, [0,1], None), else strings."""
-    overrides = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must look like KEY=VALUE")
-        key, value = item.split("=", 1)
-        try:
-            overrides[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[key] = value
-    return overrides
 
 
 def _patch_ee_step(step_m: float) -> None:
@@ -72,11 +57,11 @@ def run(args: argparse.Namespace) -> dict:
     action_noise = args.action_noise if args.action_noise is not None else float(loop.demos.get("action_noise", 0.0))
     image_size = int(loop.image_size)
     policy_fields = {"image_size": image_size, **{k: v for k, v in dict(loop.policy).items()}}
-    policy_fields.update(_parse_overrides(args.policy))
+    policy_fields.update(parse_overrides(args.policy))
     policy_config = CompactVLAConfig(**policy_fields)
     train_fields = {"steps": int(loop.train.steps), "batch_size": int(loop.train.batch_size), "lr": float(loop.train.lr),
                     "seed": args.seed, "device": "cpu", "progress": False, "save_every": None}
-    train_fields.update(_parse_overrides(args.train))
+    train_fields.update(parse_overrides(args.train))
     train_config = TrainConfig(**train_fields)
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -113,7 +98,7 @@ def run(args: argparse.Namespace) -> dict:
         "demo_frames": frames,
         "demo_record_s": round(demo_s, 1),
         "policy": {k: v for k, v in policy_config.to_dict().items() if k != "extra"},
-        "train": {k: train_fields[k] for k in ("steps", "batch_size", "lr")} | _parse_overrides(args.train),
+        "train": {k: train_fields[k] for k in ("steps", "batch_size", "lr")} | parse_overrides(args.train),
         "train_wall_s": round(result.wall_s, 1),
         "feature_cache_s": round(result.feature_cache_s, 1),
         "final_loss": round(result.final_loss, 4),

@@ -6,6 +6,7 @@ the repository's top-level `configs` is a symlink to it.
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -31,3 +32,18 @@ def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
 
 def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """Plain KEY=VALUE pairs (not Hydra's grammar) for dataclass configs; values are Python literals when they parse as
+    one (1e-3, [0,1], None), else strings."""
+    overrides = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like KEY=VALUE")
+        key, value = item.split("=", 1)
+        try:
+            overrides[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key] = value
+    return overrides

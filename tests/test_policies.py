@@ -300,3 +300,36 @@ def test_checkpoint_saved_before_keypoints_existed_still_loads(tmp_path):
     config_path.write_text(json.dumps(config))
     loaded = CompactVLAPolicy.from_pretrained(tmp_path / "old")
     assert torch.equal(loaded.predict_action_chunk(batch), policy.predict_action_chunk(batch))
+
+
+def test_text_normalization_is_fit_by_the_trainer_saved_and_required(tmp_path):
+    from robot_si.train import TrainConfig, Trainer
+
+    dataset = SyntheticChunkDataset(32)
+    torch.manual_seed(0)
+    policy = CompactVLAPolicy(tiny_policy_config(use_text=True, text_normalization="mean_std"))
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(8)])
+    policy.set_normalization_stats(compute_normalization_stats(dataset))
+    with pytest.raises(RuntimeError, match="fit_text_normalization"):
+        policy(batch)  # state/action stats alone are not enough
+    Trainer(policy, dataset, TrainConfig(steps=2, batch_size=8, progress=False, device="cpu"), tmp_path / "run").train()
+    # the frame-weighted mean and the overall std of the training instructions' embeddings
+    instructions = [dataset[i]["task"] for i in range(len(dataset))]
+    embeddings = policy.encode_tasks(instructions)
+    assert torch.allclose(policy.text_mean, embeddings.mean(0), atol=1e-5)
+    assert torch.allclose(policy.text_std, embeddings.var(0, unbiased=False).mean().sqrt().reshape(1), atol=1e-5)
+    normalized = policy.normalize_text(embeddings)
+    assert normalized.mean(0).abs().max() < 1e-4 and abs(float(normalized.pow(2).mean()) - 1.0) < 1e-3
+    loaded = _reloaded_acts_the_same(policy, batch, tmp_path)
+    assert torch.equal(loaded.text_std, policy.text_std)
+    assert json.loads((tmp_path / "ckpt" / "normalization.json").read_text())["task"]["std"] == policy.text_std.tolist()
+    # a checkpoint saved before the field existed loads as "none" (it has no text buffers)
+    plain, plain_batch = _ready(use_text=True)
+    plain.save_pretrained(tmp_path / "old")
+    config_path = tmp_path / "old" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["text_normalization"]
+    config_path.write_text(json.dumps(config))
+    assert CompactVLAPolicy.from_pretrained(tmp_path / "old").config.text_normalization == "none"
+    with pytest.raises(ValueError, match="text_normalization must be one of"):
+        CompactVLAConfig(text_normalization="whiten")

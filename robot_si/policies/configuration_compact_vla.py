@@ -17,7 +17,8 @@ CONFIG_NAME = "config.json"
 # Fields added after checkpoints were already being saved, with the value that reproduces how those older
 # checkpoints were built; `CompactVLAPolicy.from_pretrained` fills them in when a config.json lacks them.
 LEGACY_FIELD_VALUES = {"feature_map_strides": [8, 16], "pixel_map_stride": 0, "keypoints": 0, "keypoint_hidden_dim": 64, "flat_map_features": True,
-                       "keypoint_kernel_size": 1, "map_shift_px": 0, "pooled_features": True}
+                       "keypoint_kernel_size": 1, "map_shift_px": 0, "pooled_features": True,
+                       "text_normalization": "none"}
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -79,6 +80,10 @@ class CompactVLAConfig:
         loss: "l1" or "mse" on normalized actions.
         state_normalization: "mean_std" or "none".
         action_normalization: "mean_std", "min_max" (to [-1, 1]) or "none".
+        text_normalization: "mean_std" standardizes each dimension of the instruction embedding with the mean/std over
+            the training frames' instructions (set by the trainer, saved with the weights), so what tells one
+            instruction from another (which colour, which task) reaches the network at unit scale rather than as a
+            ~0.035-per-dimension difference on a shared sentence embedding; "none" feeds MiniLM's embedding as is.
         clip_actions: clip un-normalized actions to [action_low, action_high] (robot_si envs refuse values outside
             [-1, 1]).
         advantage_conditioning: RECAP-style conditioning on a per-frame advantage indicator (good/bad).
@@ -118,6 +123,7 @@ class CompactVLAConfig:
     loss: str = "l1"
     state_normalization: str = "mean_std"
     action_normalization: str = "mean_std"
+    text_normalization: str = "none"
     clip_actions: bool = True
     action_low: float = -1.0
     action_high: float = 1.0
@@ -196,6 +202,7 @@ class CompactVLAConfig:
             "loss": ("l1", "mse"),
             "state_normalization": ("mean_std", "none"),
             "action_normalization": ("mean_std", "min_max", "none"),
+            "text_normalization": ("mean_std", "none"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 
 import torch
@@ -159,6 +159,9 @@ class CompactVLAPolicy(nn.Module):
         self.register_buffer("state_std", torch.full((config.state_dim,), nan))
         for name in ("action_mean", "action_std", "action_min", "action_max"):
             self.register_buffer(name, torch.full((config.action_dim,), nan))
+        if self.normalizes_text:  # only then: checkpoints saved without text normalization have no such buffers
+            self.register_buffer("text_mean", torch.full((MINILM_DIM,), nan))
+            self.register_buffer("text_std", torch.full((1,), nan))
         self.reset()
 
     # ── normalization ──────────────────────────────────────────────────
@@ -185,10 +188,36 @@ class CompactVLAPolicy(nn.Module):
             buffer.copy_(tensor.to(buffer.device))
 
     def normalization_stats(self) -> dict[str, dict[str, list[float]]]:
-        return {
+        stats = {
             STATE_KEY: {"mean": self.state_mean.tolist(), "std": self.state_std.tolist()},
             ACTION_KEY: {key: getattr(self, f"action_{key}").tolist() for key in ("mean", "std", "min", "max")},
         }
+        if self.normalizes_text:
+            stats["task"] = {"mean": self.text_mean.tolist(), "std": self.text_std.tolist()}
+        return stats
+
+    @property
+    def normalizes_text(self) -> bool:
+        return self.config.use_text and self.config.text_normalization == "mean_std"
+
+    def fit_text_normalization(self, instructions: list[str]) -> None:
+        """Set the instruction-embedding statistics from the training frames' instructions (one entry per frame, so
+        frequent instructions count more): the per-dimension mean, and one overall std (the root mean square of the
+        per-dimension stds). One std for every dimension keeps the embedding's geometry: a per-dimension std would
+        blow up dimensions that barely vary among the training instructions, and a held-out paraphrase may not."""
+        if not self.normalizes_text:
+            return
+        if not instructions:
+            raise ValueError("cannot fit text normalization without instructions: the training data has no frames")
+        counts = Counter(instructions)
+        unique = sorted(counts)
+        embeddings = self.encode_tasks(unique).float()
+        weights = torch.tensor([counts[text] for text in unique], dtype=torch.float32, device=embeddings.device)[:, None]
+        weights = weights / weights.sum()
+        mean = (weights * embeddings).sum(0)
+        std = (weights * (embeddings - mean) ** 2).sum(0).mean().sqrt().reshape(1)
+        self.text_mean.copy_(mean.to(self.text_mean.device))
+        self.text_std.copy_(std.to(self.text_std.device))
 
     def _check_stats(self) -> None:
         needs_state = self.config.state_normalization != "none"
@@ -198,6 +227,16 @@ class CompactVLAPolicy(nn.Module):
                 "normalization stats are not set: call policy.set_normalization_stats("
                 "robot_si.train.compute_normalization_stats(dataset)) or train through robot_si.train (which does it)"
             )
+        if self.normalizes_text and torch.isnan(self.text_mean).any():
+            raise RuntimeError(
+                "instruction normalization is not set (text_normalization='mean_std'): call "
+                "policy.fit_text_normalization(<the training frames' instructions>) or train through robot_si.train"
+            )
+
+    def normalize_text(self, features: Tensor) -> Tensor:
+        if not self.normalizes_text:
+            return features
+        return (features - self.text_mean) / _scale(self.text_std, constant=1.0)
 
     def normalize_state(self, state: Tensor) -> Tensor:
         if self.config.state_normalization == "none":
@@ -290,6 +329,7 @@ class CompactVLAPolicy(nn.Module):
                 tasks = batch["task"]
                 tasks = [tasks] * len(state) if isinstance(tasks, str) else list(tasks)
                 task_features = self.encode_tasks(tasks)
+            task_features = self.normalize_text(task_features)
         parts = self._image_parts(image_features, task_features)
         state = self.normalize_state(state)
         if self.config.state_indices is not None:

@@ -192,6 +192,16 @@ def compute_normalization_stats(dataset, *, max_samples: int = 20000) -> dict[st
     }
 
 
+def dataset_instructions(dataset, *, max_samples: int = 20000) -> list[str]:
+    """The instruction of every frame of a `TrainingView` (of up to `max_samples` sampled items of any other dataset)."""
+    episodes = getattr(dataset, "episodes", None)
+    if episodes and all(hasattr(e, "instruction") and hasattr(e, "state") for e in episodes):
+        return [e.instruction for e in episodes for _ in range(len(e.state))]
+    indices = np.unique(np.linspace(0, len(dataset) - 1, min(len(dataset), max_samples)).astype(int))
+    instructions = [dataset[int(index)].get("task") for index in indices] if len(dataset) else []
+    return [text for text in instructions if isinstance(text, str)]
+
+
 class ResumableBatchSampler(Sampler[list[int]]):
     """Index batches for steps [start_step, total_steps): a pure function of (seed, step), so resuming at a step
     replays exactly what an uninterrupted run would have drawn.
@@ -350,9 +360,12 @@ class Trainer:
         policy = self.policy
         if not hasattr(policy, "set_normalization_stats"):
             return
-        has_stats = not any(torch.isnan(getattr(policy, name)).any() for name in ("state_mean", "action_mean") if hasattr(policy, name))
+        stat_names = ("state_mean", "action_mean", "text_mean")
+        has_stats = not any(torch.isnan(getattr(policy, name)).any() for name in stat_names if hasattr(policy, name))
         if self.config.recompute_stats or not has_stats:
             policy.set_normalization_stats(compute_normalization_stats(self.dataset))
+            if getattr(policy, "normalizes_text", False):
+                policy.fit_text_normalization(dataset_instructions(self.dataset))
 
     def _use_feature_cache(self) -> bool:
         cacheable = bool(getattr(getattr(self.policy, "config", None), "features_cacheable", False)) and hasattr(self.policy, "encode_images")
