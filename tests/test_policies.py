@@ -180,6 +180,7 @@ def test_observations_to_batch_and_text_conditioning():
     assert batch["task"] == ["reach the red cube", "press the green button"]
     policy = make_policy(dict(tiny_policy_config(use_text=True).to_dict()))
     policy.set_normalization_stats(compute_normalization_stats(SyntheticChunkDataset(8)))
+    policy.fit_text_normalization(batch["task"])
     with torch.no_grad():
         for block in policy.blocks:
             block.film.weight.normal_(std=0.1)  # as if trained (FiLM starts as the identity)
@@ -324,7 +325,7 @@ def test_text_normalization_is_fit_by_the_trainer_saved_and_required(tmp_path):
     assert torch.equal(loaded.text_std, policy.text_std)
     assert json.loads((tmp_path / "ckpt" / "normalization.json").read_text())["task"]["std"] == policy.text_std.tolist()
     # a checkpoint saved before the field existed loads as "none" (it has no text buffers)
-    plain, plain_batch = _ready(use_text=True)
+    plain, plain_batch = _ready(use_text=True, text_normalization="none")
     plain.save_pretrained(tmp_path / "old")
     config_path = tmp_path / "old" / "config.json"
     config = json.loads(config_path.read_text())

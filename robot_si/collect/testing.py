@@ -31,6 +31,7 @@ def tiny_compact_vla(*, seed: int = 0, horizon: int = 4, n_action_steps: int = 2
         "action": {"mean": torch.zeros(config.action_dim), "std": torch.full((config.action_dim,), 0.5),
                    "min": -torch.ones(config.action_dim), "max": torch.ones(config.action_dim)},
     })
+    policy.fit_text_normalization(["reach the red ball", "push the blue cube", "press the green button"])  # if use_text
     return policy.eval()
 
 

@@ -123,7 +123,7 @@ class CompactVLAConfig:
     loss: str = "l1"
     state_normalization: str = "mean_std"
     action_normalization: str = "mean_std"
-    text_normalization: str = "none"
+    text_normalization: str = "mean_std"
     clip_actions: bool = True
     action_low: float = -1.0
     action_high: float = 1.0
