@@ -62,19 +62,13 @@ def build_policy(spec: str):
     a path: a saved checkpoint; 'random': no network."""
     if spec == "random":
         return RandomChunkPolicy(), "random (no network)"
-    import torch
-
+    from robot_si.collect.testing import set_placeholder_normalization
     from robot_si.policies import CompactVLAConfig, CompactVLAPolicy, load_policy
 
     if spec != "compact_vla":
         return load_policy(spec), f"checkpoint {spec}"
     config = CompactVLAConfig()  # default size: what `robot-si train` builds
-    policy = CompactVLAPolicy(config)
-    policy.set_normalization_stats({
-        "observation.state": {"mean": torch.zeros(config.state_dim), "std": torch.ones(config.state_dim)},
-        "action": {"mean": torch.zeros(config.action_dim), "std": torch.full((config.action_dim,), 0.5),
-                   "min": -torch.ones(config.action_dim), "max": torch.ones(config.action_dim)},
-    })
+    policy = set_placeholder_normalization(CompactVLAPolicy(config))
     policy.policy_version = "bench-compact-vla"
     parameters = sum(p.numel() for p in policy.parameters())
     return policy.eval(), (f"CompactVLA default config ({parameters / 1e6:.1f} M parameters, pretrained vision, "

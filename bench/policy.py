@@ -54,6 +54,7 @@ def training_speed(freeze_vision: bool, steps: int, batch_size: int = 64) -> dic
 def inference_latency(batch_size: int, repeats: int = 20) -> dict:
     policy = CompactVLAPolicy(CompactVLAConfig())
     policy.set_normalization_stats(compute_normalization_stats(SyntheticChunkDataset(16, image_size=64, horizon=8)))
+    policy.fit_text_normalization(["reach the red cube"])
     policy.eval()
     rng = np.random.default_rng(0)
     observations = [

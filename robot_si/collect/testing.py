@@ -15,7 +15,7 @@ def tiny_compact_vla(*, seed: int = 0, horizon: int = 4, n_action_steps: int = 2
                      image_size: int = 64):
     """A real `CompactVLAPolicy` at toy width with random weights (random backbone and head), in eval mode.
 
-    Normalization is set so the random head's outputs land inside [-1, 1] mostly (clipping does the rest).
+    Normalization is set by `set_placeholder_normalization`.
     """
     from robot_si.policies import CompactVLAConfig, CompactVLAPolicy
 
@@ -25,14 +25,21 @@ def tiny_compact_vla(*, seed: int = 0, horizon: int = 4, n_action_steps: int = 2
         image_projection_dim=16, state_hidden_dim=16, hidden_dim=32, num_blocks=1, horizon=horizon,
         n_action_steps=n_action_steps,
     )
-    policy = CompactVLAPolicy(config)
+    return set_placeholder_normalization(CompactVLAPolicy(config)).eval()
+
+
+def set_placeholder_normalization(policy):
+    """Give an untrained CompactVLA the normalization a trainer would fit: state N(0, 1), actions N(0, 0.5) in
+    [-1, 1] (a random head's outputs land inside mostly; clipping does the rest), and the instruction embedding
+    standardized over three sample instructions (a no-op when the policy does not normalize text)."""
+    config = policy.config
     policy.set_normalization_stats({
         "observation.state": {"mean": torch.zeros(config.state_dim), "std": torch.ones(config.state_dim)},
         "action": {"mean": torch.zeros(config.action_dim), "std": torch.full((config.action_dim,), 0.5),
                    "min": -torch.ones(config.action_dim), "max": torch.ones(config.action_dim)},
     })
-    policy.fit_text_normalization(["reach the red ball", "push the blue cube", "press the green button"])  # if use_text
-    return policy.eval()
+    policy.fit_text_normalization(["reach the red ball", "push the blue cube", "press the green button"])
+    return policy
 
 
 class FaultyPolicy(nn.Module):
