@@ -63,3 +63,26 @@ def test_episode_clips_end_on_the_terminal_observation_where_the_store_has_one(t
     prefix_ends = {e.end for e in build_training_examples([store], use_terminal=True)
                    if e.episode_id == "ended" and e.label_source == "demo_prefix"}
     assert 4 in prefix_ends or 3 in prefix_ends  # the last stored frame is now a "not yet" example
+
+
+def test_state_dims_pick_the_state_entries_the_head_reads(tmp_path):
+    from robot_si.data.synthetic import synthetic_episode, synthetic_meta
+    from robot_si.verify.features import HashingEncoders
+
+    store = EpisodeStore.create(tmp_path / "store", fps=10, image_size=32, state_dim=8, action_dim=4)
+    store.append_episode(synthetic_episode(6, image_size=32), synthetic_meta("ep", 6))
+    encoders = HashingEncoders()
+    whole = SuccessDetector(DetectorConfig(encoder="hashing", use_state=True), encoders=encoders).featurize(
+        [(store, "ep", None, None)])
+    config = DetectorConfig(encoder="hashing", use_state=True, state_dims=[0, 1, 2, 3])
+    positions = SuccessDetector(config, encoders=encoders).featurize([(store, "ep", None, None)])
+    assert whole.states.shape[-1] == 8 and positions.states.shape[-1] == 4
+    np.testing.assert_array_equal(positions.states, whole.states[..., :4])
+    assert DetectorConfig.from_json_dict(config.to_json_dict()).state_dims == (0, 1, 2, 3)
+    assert DetectorConfig.from_json_dict({k: v for k, v in config.to_json_dict().items() if k != "state_dims"}).state_dims is None
+    with pytest.raises(ValueError, match="index past the store's observation.state"):
+        SuccessDetector(DetectorConfig(encoder="hashing", use_state=True, state_dims=[8]), encoders=encoders).featurize(
+            [(store, "ep", None, None)])
+    for bad in ([], [-1], [0, 0]):
+        with pytest.raises(ValueError, match="state_dims must be distinct state indices"):
+            DetectorConfig(state_dims=bad)

@@ -64,7 +64,8 @@ WEIGHTS_FILE = "model.safetensors"
 # Fields added after detectors were first saved, with the value that reproduces the behaviour before them
 # (a checkpoint without the field loads with this value; its version is checked against the config as saved).
 LEGACY_CONFIG_VALUES: dict[str, Any] = {"balance_classes": False, "labelled_episode_weight": 1.0, "use_terminal_frame": False,
-                                        "map_shapes": (), "calibration_prior": None}
+                                        "map_shapes": (), "calibration_prior": None,
+                                        "state_dims": None}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -84,6 +85,9 @@ class DetectorConfig:
     # Off by default: arm velocities at the end of a clip describe how a *particular* policy moves, a shortcut
     # that does not transfer to the next round's policy; the scene itself says whether the task is done.
     use_state: bool = False
+    # Which entries of observation.state the head reads when `use_state` (null: all). In the sim suite [0, 1, 2, 3]
+    # is the end-effector position and gripper opening without the velocities (robot_si/envs/base.py).
+    state_dims: tuple[int, ...] | None = None
     hidden_dim: int = 128
     num_heads: int = 4
     num_layers: int = 1
@@ -131,6 +135,13 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         self.prefix_fractions = tuple(float(f) for f in self.prefix_fractions)
         self.map_shapes = tuple(tuple(int(v) for v in shape) for shape in self.map_shapes)
+        if self.state_dims is not None:
+            dims = tuple(self.state_dims)
+            if not dims or any(isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 0 for d in dims) \
+                    or len(set(dims)) != len(dims):
+                raise ValueError(f"DetectorConfig.state_dims must be distinct state indices >= 0, e.g. [0, 1, 2, 3], or "
+                                 f"null for the whole state (got {self.state_dims!r})")
+            self.state_dims = tuple(int(d) for d in dims)
         if any(len(shape) != 3 for shape in self.map_shapes):
             raise ValueError(f"DetectorConfig.map_shapes must be (channels, height, width) triples (got {self.map_shapes!r})")
         for name in ("keypoints", "keypoint_hidden_dim"):
@@ -177,6 +188,7 @@ class DetectorConfig:
         data = dataclasses.asdict(self)
         data["prefix_fractions"] = list(self.prefix_fractions)
         data["map_shapes"] = [list(shape) for shape in self.map_shapes]
+        data["state_dims"] = None if self.state_dims is None else list(self.state_dims)
         return data
 
     @classmethod
@@ -335,6 +347,11 @@ class SuccessDetector:
                 images[r] = features[[position[int(i)] for i in c]]
                 states[r] = episode_states[c]
         texts = cache.text_features([r[3] for r in resolved])
+        if self.config.state_dims is not None:
+            if max(self.config.state_dims) >= states.shape[2]:
+                raise ValueError(f"DetectorConfig.state_dims {list(self.config.state_dims)} index past the store's "
+                                 f"observation.state ({states.shape[2]} entries); pick indices below {states.shape[2]}")
+            states = states[:, :, list(self.config.state_dims)]
         return ClipFeatures(images=images, texts=texts, states=states)
 
     def featurize_examples(self, examples: Sequence[ClipExample], stores: Sequence) -> ClipFeatures:
