@@ -66,6 +66,38 @@ def test_label_weights_min_weight_and_mix(stores):
         TrainingView([demos], horizon=1, label_version="v0009")
 
 
+def test_balance_tasks_gives_every_task_the_same_share_within_each_mix_group(tmp_path):
+    demos = EpisodeStore.create(tmp_path / "demos", fps=10, image_size=16, state_dim=8, action_dim=4)
+    auto = EpisodeStore.create(tmp_path / "auto", fps=10, image_size=16, state_dim=8, action_dim=4)
+    for i, task in enumerate(["reach", "push"]):
+        demos.append_episode(synthetic_episode(5, image_size=16, seed=i), synthetic_meta(f"d{i}", 5, task_name=task))
+    # the policy solves reach far more often: 4 accepted reach episodes of 6 frames against 1 push episode of 3
+    for i in range(4):
+        auto.append_episode(synthetic_episode(6, image_size=16, seed=10 + i),
+                            synthetic_meta(f"r{i}", 6, source="autonomous", round=1, task_name="reach"))
+    auto.append_episode(synthetic_episode(3, image_size=16, seed=20), synthetic_meta("p0", 3, source="autonomous", round=1, task_name="push"))
+
+    task_of = {"d0": "reach", "d1": "push", "p0": "push", **{f"r{i}": "reach" for i in range(4)}}
+
+    def shares(view):  # sampling probability summed per (store, task)
+        cells: dict[tuple[int, str], float] = {}
+        for i, probability in enumerate(view.sample_weights()):
+            item = view[i]
+            key = (item["dataset_index"], task_of[item["episode_id"]])
+            cells[key] = cells.get(key, 0.0) + probability
+        return cells
+
+    natural = TrainingView([demos, auto], horizon=1)
+    assert not natural.weighted_sampling and shares(natural)[(1, "reach")] == pytest.approx(24 / 37)
+    balanced = TrainingView([demos, auto], horizon=1, balance_tasks=True)  # no mix: one group, each task half
+    assert balanced.weighted_sampling
+    assert shares(balanced) == {(0, "reach"): pytest.approx(0.5 * 5 / 29), (0, "push"): pytest.approx(0.5 * 5 / 8),
+                                (1, "reach"): pytest.approx(0.5 * 24 / 29), (1, "push"): pytest.approx(0.5 * 3 / 8)}
+    mixed = TrainingView([demos, auto], horizon=1, mix={"demo": 0.5, "autonomous": 0.5}, balance_tasks=True)
+    assert shares(mixed) == {(0, "reach"): pytest.approx(0.25), (0, "push"): pytest.approx(0.25),
+                             (1, "reach"): pytest.approx(0.25), (1, "push"): pytest.approx(0.25)}
+
+
 def test_episodes_with_a_collection_error_are_skipped(stores):
     import dataclasses
 

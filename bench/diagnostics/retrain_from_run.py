@@ -4,7 +4,8 @@ Answers "is it the data or the way rounds train on it?": e.g. the oracle arm's f
 success the loop collected; BC from scratch on it, next to the loop's own fine-tuned rounds.
 
     python bench/diagnostics/retrain_from_run.py RUN_DIR --label-version r003-weights --demo-ratio 0.25 --out /tmp/x
-    (--demo-ratio none: demo and autonomous frames in their natural proportion)
+    (--demo-ratio none: demo and autonomous frames in their natural proportion; --init-from RUN_DIR/round_000/policy/policy:
+    continue from that policy's weights instead of from scratch; --seed: the training seed, the loop's is 0)
 """
 import argparse
 import json
@@ -26,6 +27,9 @@ if __name__ == "__main__":
     parser.add_argument("--tasks", nargs="+", default=["reach", "push", "button"])
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--balance-tasks", action="store_true", help="every task the same share of the samples")
+    parser.add_argument("--init-from", type=Path, default=None, help="a saved policy to continue from (default: scratch)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -34,13 +38,14 @@ if __name__ == "__main__":
     result = train_policy(
         [args.run_dir / "store/demos", args.run_dir / "store/autonomous"], args.out / "policy",
         policy_config={"type": "compact_vla", "image_size": 64, "horizon": 8, "n_action_steps": 4},
-        train_config=TrainConfig(steps=args.steps, batch_size=64, lr=1e-3, seed=4, save_every=args.steps, progress=False),
-        label_version=[None, args.label_version], mix=None if ratio is None else {"demo": ratio, "autonomous": 1 - ratio},
+        train_config=TrainConfig(steps=args.steps, batch_size=64, lr=1e-3, seed=args.seed, save_every=args.steps, progress=False),
+        label_version=[None, args.label_version], init_from=args.init_from, balance_tasks=args.balance_tasks, mix=None if ratio is None else {"demo": ratio, "autonomous": 1 - ratio},
     )
     train_s = time.time() - start
     report = evaluate(str(args.out / "policy" / "policy"), args.tasks, args.eval_episodes, seed=0,
                       instruction_split="heldout", num_envs=8, image_size=64, out=args.out / "eval.json", progress=False)
     summary = {"run_dir": str(args.run_dir), "label_version": args.label_version, "demo_ratio": ratio,
+               "seed": args.seed, "balance_tasks": args.balance_tasks, "init_from": None if args.init_from is None else str(args.init_from),
                "train_s": train_s, "train_samples": result.num_samples if hasattr(result, "num_samples") else None,
                "overall": report["overall"], "per_task": {k: v["success_rate"] for k, v in report["per_task"].items()}}
     print(json.dumps(summary))

@@ -32,6 +32,7 @@ class _Episode:
     episode_id: str
     source: str
     instruction: str
+    task_name: str
     dataset_index: int
     images: dict[str, np.ndarray]  # key -> (T, H, W, 3) uint8
     state: np.ndarray  # (T, S) float32
@@ -54,6 +55,9 @@ class TrainingView(torch.utils.data.Dataset):
             deliberate failures, which are never imitated unless named here).
         min_weight: frames whose weight is <= min_weight are dropped (the default drops zero-weight frames,
             which contribute nothing to a weighted loss).
+        balance_tasks: within each mix group (or over all frames without `mix`), every task gets the same share
+            of the samples, whatever its frame count. Autonomous data is skewed to the tasks the policy already
+            solves (accepted episodes), so without this the easy task's frames crowd out the hard ones'.
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class TrainingView(torch.utils.data.Dataset):
         mix: dict[str, float] | None = None,
         sources: Sequence[str] | None = None,
         min_weight: float = 0.0,
+        balance_tasks: bool = False,
     ) -> None:
         if isinstance(stores, EpisodeStore | str | os.PathLike):
             stores = [stores]
@@ -108,6 +113,7 @@ class TrainingView(torch.utils.data.Dataset):
         self._episode_of = np.concatenate(episode_index) if episode_index else np.zeros(0, np.int64)
         self._frame_of = np.concatenate(frame_index) if frame_index else np.zeros(0, np.int64)
         self.mix = self._check_mix(mix)
+        self.balance_tasks = bool(balance_tasks)
 
     def _versions_per_store(self, label_version: str | Sequence[str | None] | None) -> list[str | None]:
         if label_version is None or isinstance(label_version, str):
@@ -146,6 +152,7 @@ class TrainingView(torch.utils.data.Dataset):
             episode_id=meta.episode_id,
             source=meta.source,
             instruction=meta.instruction,
+            task_name=meta.task_name,
             dataset_index=dataset_index,
             images={key: frames[key] for key in store.spec.image_keys},
             state=frames[STATE_KEY],
@@ -200,22 +207,36 @@ class TrainingView(torch.utils.data.Dataset):
             warnings.warn(f"mix groups {absent} have no frames in this view; the other ratios are renormalized", stacklevel=3)
         return normalized
 
+    @property
+    def weighted_sampling(self) -> bool:
+        """True when `sample_weights` is not uniform over frames by construction (a `mix` or `balance_tasks`)."""
+        return self.mix is not None or self.balance_tasks
+
     def sample_weights(self) -> np.ndarray:
-        """Per-sample probabilities (sum 1) that realize `mix`; uniform over frames when mix is None."""
+        """Per-sample probabilities (sum 1) that realize `mix` (and `balance_tasks` within each mix group);
+        uniform over frames when neither is set."""
         count = len(self)
         if count == 0:
             return np.zeros(0)
         if self.mix is None:
-            return np.full(count, 1.0 / count)
-        groups = self._group_of_frames(self._mix_by)
-        probabilities = np.zeros(count)
-        present = {g: r for g, r in self.mix.items() if (groups == g).any()}
+            groups, present = np.zeros(count, np.int64), {0: 1.0}
+        else:
+            groups = self._group_of_frames(self._mix_by)
+            present = {g: r for g, r in self.mix.items() if (groups == g).any()}
         total = sum(present.values())
         if total <= 0:
             raise ValueError(f"every group with frames has ratio 0 in mix {self.mix!r}; nothing can be sampled")
+        tasks = np.array([e.task_name for e in self.episodes], dtype=object)[self._episode_of]
+        probabilities = np.zeros(count)
         for group, ratio in present.items():
             members = groups == group
-            probabilities[members] = ratio / total / members.sum()
+            if not self.balance_tasks:
+                probabilities[members] = ratio / total / members.sum()
+                continue
+            group_tasks = sorted(set(tasks[members].tolist()))
+            for task in group_tasks:
+                cell = members & (tasks == task)
+                probabilities[cell] = ratio / total / len(group_tasks) / cell.sum()
         return probabilities
 
     def make_sampler(self, num_samples: int | None = None, generator: torch.Generator | None = None) -> torch.utils.data.WeightedRandomSampler:

@@ -99,7 +99,7 @@ def train_policy(run: Run, cfg: DictConfig, round_index: int, *, label_version: 
     policy_config = {"type": "compact_vla", "image_size": int(cfg.image_size), **_container(cfg.policy)}
     result = train(
         stores, run.round_dir(round_index) / "policy", policy_config=policy_config, init_from=start_from,
-        train_config=train_config, label_version=versions, mix=mix,
+        train_config=train_config, label_version=versions, mix=mix, balance_tasks=bool(cfg.train.balance_tasks),
     )
     return {"train_steps": result.steps, "train_final_loss": getattr(result, "final_loss", None),
             "stores": [str(s) for s in stores], "init_from": str(start_from) if start_from else None}

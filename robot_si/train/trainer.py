@@ -57,7 +57,8 @@ class TrainConfig:
         amp: bf16 autocast on CUDA (ignored elsewhere).
         compile: wrap the policy in torch.compile.
         cache_features: precompute frozen image features once per dataset; None = when the policy allows it.
-        use_dataset_sampler: draw samples with the dataset's `sample_weights()` (TrainingView's `mix`) when it has it.
+        use_dataset_sampler: draw samples with the dataset's `sample_weights()` when it has `weighted_sampling` (a TrainingView
+            with `mix` or `balance_tasks`).
         save_every: write a resumable checkpoint every K steps (None: only at the end).
         keep_checkpoints: how many resumable checkpoints to keep (oldest deleted).
         eval_every: call `eval_fn(policy, step)` every K steps (None: never; the final step always when given).
@@ -460,7 +461,7 @@ class Trainer:
         resumed_from = step
 
         probabilities = None
-        if cfg.use_dataset_sampler and hasattr(self.dataset, "sample_weights") and getattr(self.dataset, "mix", None) is not None:
+        if cfg.use_dataset_sampler and getattr(self.dataset, "weighted_sampling", False):
             probabilities = self.dataset.sample_weights()
         sampler = ResumableBatchSampler(
             len(dataset), cfg.batch_size, total_steps=cfg.steps, start_step=step, seed=cfg.seed,
@@ -666,6 +667,7 @@ def train_policy(
     mix: dict[str, float] | None = None,
     sources: list[str] | None = None,
     min_weight: float = 0.0,
+    balance_tasks: bool = False,
     eval_fn: Callable[[torch.nn.Module, int], dict] | None = None,
     resume: bool = True,
 ) -> TrainResult:
@@ -686,7 +688,8 @@ def train_policy(
             torch.manual_seed(train_config.seed)
             policy = make_policy(policy_config if policy_config is not None else CompactVLAConfig())
     view = TrainingView(
-        stores, horizon=policy_horizon(policy), label_version=label_version, mix=mix, sources=sources, min_weight=min_weight
+        stores, horizon=policy_horizon(policy), label_version=label_version, mix=mix, sources=sources, min_weight=min_weight,
+        balance_tasks=balance_tasks,
     )
     if len(view) == 0:
         raise ValueError(
