@@ -13,10 +13,31 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from robot_si.collect import evaluate
 from robot_si.train import TrainConfig, train_policy
+
+def restricted_to_labelled(store_root: Path, version: str) -> str:
+    """A copy of label version `version` in which every episode it does not cover weighs 0, written once beside it.
+
+    A TrainingView gives an episode without a label weight 1; once the run has collected later rounds, training
+    on round r's label version would otherwise take every later episode, failures included."""
+    from robot_si.data import EpisodeStore, list_label_versions, read_label_set, write_label_set
+
+    name = f"{version}-only"
+    if name in list_label_versions(store_root):
+        return name
+    labels = read_label_set(store_root, version)
+    frames = dict(labels.frame_labels)
+    for meta in EpisodeStore(store_root).episodes():
+        if meta.episode_id not in frames:
+            frames[meta.episode_id] = {"weight": np.zeros(meta.num_frames, np.float32)}
+    write_label_set(store_root, version=name, episode_labels=list(labels.episode_labels.values()), frame_labels=frames,
+                    detector_version=labels.detector_version, note=f"{version}, later episodes at weight 0 (retrain_from_run.py)")
+    return name
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,13 +54,14 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    label_version = restricted_to_labelled(args.run_dir / "store/autonomous", args.label_version)
     ratio = None if args.demo_ratio == "none" else float(args.demo_ratio)
     start = time.time()
     result = train_policy(
         [args.run_dir / "store/demos", args.run_dir / "store/autonomous"], args.out / "policy",
         policy_config={"type": "compact_vla", "image_size": 64, "horizon": 8, "n_action_steps": 4},
         train_config=TrainConfig(steps=args.steps, batch_size=64, lr=1e-3, seed=args.seed, save_every=args.steps, progress=False),
-        label_version=[None, args.label_version], init_from=args.init_from, balance_tasks=args.balance_tasks, mix=None if ratio is None else {"demo": ratio, "autonomous": 1 - ratio},
+        label_version=[None, label_version], init_from=args.init_from, balance_tasks=args.balance_tasks, mix=None if ratio is None else {"demo": ratio, "autonomous": 1 - ratio},
     )
     train_s = time.time() - start
     report = evaluate(str(args.out / "policy" / "policy"), args.tasks, args.eval_episodes, seed=0,
