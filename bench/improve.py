@@ -123,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         commands = {**previous.get("commands", {}), **commands}
 
     verdict = {}
-    if {"learned", "oracle"} <= results.keys() and results["oracle"]["gain"]:
-        verdict["fraction_of_oracle_gain"] = results["learned"]["gain"] / results["oracle"]["gain"]
+    if {"learned", "oracle"} <= results.keys():  # None: the oracle arm gained nothing, so the fraction is undefined
+        oracle_gain = results["oracle"]["gain"]
+        verdict["fraction_of_oracle_gain"] = results["learned"]["gain"] / oracle_gain if oracle_gain else None
     for baseline in ("no_filter", "extra_demos"):
         if {"learned", baseline} <= results.keys():
             verdict[f"beats_{baseline}"] = results["learned"]["best_success"] > results[baseline]["best_success"]

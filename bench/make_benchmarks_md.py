@@ -444,6 +444,9 @@ def render_detector(data: dict) -> list[str]:
     return lines
 
 
+MIN_RECALL_FOR_PRECISION = 0.5  # below it, a low accepted-but-failed rate says the detector accepts almost nothing
+
+
 def verdict_detector(data: dict) -> list[Verdict]:
     data = detector_run(data)
     name, audit = final_audit(data)
@@ -456,7 +459,13 @@ def verdict_detector(data: dict) -> list[Verdict]:
         met = meets.get(metric)
         if met is None and value is not None:
             met = value >= goal if comparison == ">=" else value <= goal
-        extra = f" ({audit.get('accepted')} accepted)" if metric == "accepted_but_failed" else ""
+        extra = ""
+        if metric == "accepted_but_failed":
+            recall = audit.get("recall")
+            extra = f" ({audit.get('accepted')} accepted, recall {number(recall)})"
+            if met and (recall is None or recall < MIN_RECALL_FOR_PRECISION):
+                # accepting almost nothing trivially keeps failures out; that is not the precision the goal asks for
+                met, extra = False, extra + f": recall below {MIN_RECALL_FOR_PRECISION}, the goal is met only trivially"
         verdicts.append(Verdict(target=f"detector {metric} {comparison} {goal}",
                                 measured=f"{number(value)}{extra}, `{name}`", met=met))
     return verdicts
@@ -499,7 +508,8 @@ def verdict_improve(data: dict) -> list[Verdict]:
                            measured=f"{verdict['gain_points']:+.0f} points", met=verdict.get("goal_gain_25_points")))
     if "fraction_of_oracle_gain" in verdict:
         fraction = verdict["fraction_of_oracle_gain"]
-        out.append(Verdict(target=">= 80 % of the oracle loop's gain", measured=percent(fraction), met=fraction >= 0.8))
+        measured = "undefined: the oracle arm gained nothing" if fraction is None else percent(fraction)
+        out.append(Verdict(target=">= 80 % of the oracle loop's gain", measured=measured, met=fraction is not None and fraction >= 0.8))
     for baseline in ("no_filter", "extra_demos"):
         if f"beats_{baseline}" in verdict:
             out.append(Verdict(target=f"beats the {baseline} baseline", measured=str(verdict[f"beats_{baseline}"]),

@@ -96,3 +96,22 @@ def test_detector_section_shows_the_headline_run_when_one_is_named():
     assert script.detector_run({"runs": runs})["detector"]["version"] == "b"  # no headline: the latest run
     shown = script.detector_run({"runs": runs, "headline": "default_config"})
     assert shown["detector"]["version"] == "a" and "default configuration" in shown["note"]
+
+
+def test_a_detector_that_accepts_almost_nothing_does_not_meet_the_precision_goal():
+    script = load_script()
+
+    def verdicts(accepted, recall):
+        audit = {"auc": 0.9, "ece": 0.2, "accepted_but_failed": 0.0, "accepted": accepted, "recall": recall}
+        return {v.target: v for v in script.verdict_detector({"audit": {"v1": audit}})}
+
+    trivial = verdicts(3, 0.07)["detector accepted_but_failed <= 0.05"]
+    assert trivial.met is False and "only trivially" in trivial.measured
+    assert verdicts(40, 0.8)["detector accepted_but_failed <= 0.05"].met is True
+
+
+def test_improve_verdict_says_when_the_oracle_gained_nothing():
+    script = load_script()
+    verdicts = script.verdict_improve({"arms": {"learned": {"round0_success": 0.5}},
+                                       "verdict": {"fraction_of_oracle_gain": None}})
+    assert len(verdicts) == 1 and verdicts[0].met is False and "oracle arm gained nothing" in verdicts[0].measured
