@@ -226,17 +226,16 @@ class TrainingView(torch.utils.data.Dataset):
         total = sum(present.values())
         if total <= 0:
             raise ValueError(f"every group with frames has ratio 0 in mix {self.mix!r}; nothing can be sampled")
-        tasks = np.array([e.task_name for e in self.episodes], dtype=object)[self._episode_of]
+        # each group's share is split equally over its cells (its tasks with balance_tasks, else one cell)
+        cells = (np.array([e.task_name for e in self.episodes], dtype=object)[self._episode_of] if self.balance_tasks
+                 else np.zeros(count, np.int64))
         probabilities = np.zeros(count)
         for group, ratio in present.items():
             members = groups == group
-            if not self.balance_tasks:
-                probabilities[members] = ratio / total / members.sum()
-                continue
-            group_tasks = sorted(set(tasks[members].tolist()))
-            for task in group_tasks:
-                cell = members & (tasks == task)
-                probabilities[cell] = ratio / total / len(group_tasks) / cell.sum()
+            keys = set(cells[members].tolist())
+            for key in keys:
+                cell = members & (cells == key)
+                probabilities[cell] = ratio / total / len(keys) / cell.sum()
         return probabilities
 
     def make_sampler(self, num_samples: int | None = None, generator: torch.Generator | None = None) -> torch.utils.data.WeightedRandomSampler:
