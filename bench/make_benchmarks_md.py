@@ -491,6 +491,13 @@ def render_improve(data: dict) -> list[str]:
     commands = data.get("commands") or {}
     if len(set(commands.values())) > 1:  # arms run as separate processes (--merge): each arm's own command
         lines += ["Commands per arm:", ""] + [f"- {arm}: `{command}`" for arm, command in commands.items()] + [""]
+    replicates = data.get("replicates") or {}
+    if replicates:  # other runs of the loop (another seed, timed alone): each arm with its own command
+        rows = [[f"`{name}`", arm, " → ".join(percent(s) for s in r.get("success_per_round", [])),
+                 "—" if r.get("gain") is None else f"{100 * r['gain']:+.0f}", number(r.get("wall_s")), f"`{r.get('command', '')}`"]
+                for name, replicate in replicates.items() for arm, r in (replicate.get("arms") or {}).items()]
+        lines += ["Other runs of the loop:", "", *table(["run", "arm", "success per round", "gain (points)", "wall s", "command"], rows)]
+        lines += [f"- `{name}`: {replicate['note']}" for name, replicate in replicates.items() if replicate.get("note")] + [""]
     if data.get("notes"):
         lines += ["Notes recorded with the results:", ""] + [f"- {note}" for note in data["notes"]] + [""]
     return lines

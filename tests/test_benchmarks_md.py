@@ -115,3 +115,14 @@ def test_improve_verdict_says_when_the_oracle_gained_nothing():
     verdicts = script.verdict_improve({"arms": {"learned": {"round0_success": 0.5}},
                                        "verdict": {"fraction_of_oracle_gain": None}})
     assert len(verdicts) == 1 and verdicts[0].met is False and "oracle arm gained nothing" in verdicts[0].measured
+
+
+def test_improve_section_lists_other_runs_of_the_loop_with_their_commands():
+    script = load_script()
+    arm = {"round0_success": 0.27, "success_per_round": [0.27, 0.42], "best_success": 0.42, "gain": 0.15}
+    data = {"config": {"tasks": ["reach"], "rounds": 1, "preset": "default"}, "arms": {"learned": arm},
+            "replicates": {"seed=1": {"note": "another seed", "arms": {"learned": {**arm, "wall_s": 10.0,
+                                                                                   "command": "python bench/improve.py seed=1"}}}}}
+    text = "\n".join(script.render_improve(data))
+    assert "Other runs of the loop" in text and "`python bench/improve.py seed=1`" in text and "+15" in text
+    assert "- `seed=1`: another seed" in text
