@@ -62,6 +62,9 @@ def parse_args(argv):
                         help="v1 DetectorConfig.labelled_episode_weight (default: the config's default)")
     parser.add_argument("--detector", nargs="*", default=[], metavar="KEY=VALUE",
                         help="DetectorConfig overrides for v0 and v1, e.g. use_terminal_frame=true keypoints=0")
+    parser.add_argument("--dump-scores", default=None, metavar="JSON",
+                        help="write every audited episode's raw logit, task and ground truth (v0 and v1) and v1's "
+                             "out-of-fold calibration logits here, for calibration diagnostics")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (shared machines: 1)")
     return parser.parse_args(argv)
 
@@ -139,6 +142,9 @@ def main(argv=None) -> dict:
         audits["v0_other_policies"] = audit_detector(other, detector_v0)
         audits["v1_other_policies"] = audit_detector(other, detector)
     label_audit = audit_label_set(rollouts, version)
+    if args.dump_scores:
+        _dump_scores(Path(args.dump_scores), {"heldout": heldout, "other_policies": other, "pool": rollouts},
+                     {"v0": detector_v0, "v1": detector}, report_v1)
     timings["audit_s"] = time.perf_counter() - start
     if args.plots:
         plot_audit(audits["v1_demos_plus_oracle"], RESULTS, prefix="detector")
@@ -189,6 +195,23 @@ def main(argv=None) -> dict:
     return run
 
 
+def _dump_scores(path: Path, stores: dict, detectors: dict, report_v1: dict) -> None:
+    """Raw logits per episode (ground truth read for the analysis only) and v1's out-of-fold calibration sample."""
+    out: dict = {"detectors": {k: {"temperature": d.temperature, "bias": d.bias,
+                                        "threshold": d.threshold} for k, d in detectors.items()}}
+    for name, store in stores.items():
+        metas = [m for m in store.episodes() if m.num_frames > 0 and not m.error]
+        truth = store.audit_table()
+        features = {k: d.featurize([(store, m.episode_id, None, None) for m in metas]) for k, d in detectors.items()}
+        logits = {k: d.predict_logits(features[k]) for k, d in detectors.items()}
+        out[name] = [{"episode": m.episode_id, "task": m.task_name, "truth": truth.get(m.episode_id),
+                      **{k: float(v[i]) for k, v in logits.items()}} for i, m in enumerate(metas)]
+    calibration = report_v1.get("calibration") or {}
+    out["v1_out_of_fold"] = calibration.get("out_of_fold_sample")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1) + "\n")
+
+
 def _parse_overrides(items: list[str]) -> dict:
     """KEY=VALUE strings -> DetectorConfig keyword arguments (values parsed as YAML: 0, true, [0.0, 0.5])."""
     import yaml
@@ -209,7 +232,7 @@ def _headline(audit: dict) -> dict:
 
 def _detector_summary(detector, report: dict) -> dict:
     return {
-        "version": detector.version, "temperature": detector.temperature, "threshold": detector.threshold,
+        "version": detector.version, "temperature": detector.temperature, "bias": detector.bias, "threshold": detector.threshold,
         "holdout_threshold_choice": report.get("threshold"),
         "holdout_ece_before_temperature": report.get("holdout_ece_before"),
         "holdout_ece_after_temperature": report.get("holdout_ece_after"),

@@ -46,13 +46,25 @@ def test_save_and_reload_keeps_weights_temperature_threshold(tmp_path):
     features, labels, groups = _clips(n=120)
     detector = SuccessDetector(_config(epochs=3), encoders=HashingEncoders())
     detector.fit(features, labels, groups=groups)
-    detector.temperature, detector.threshold = 1.7, 0.83  # distinctive values must round-trip exactly
+    detector.temperature, detector.bias, detector.threshold = 1.7, -0.4, 0.83  # distinctive values round-trip exactly
     detector._version = None
     detector.save_pretrained(tmp_path / "det")
     loaded = SuccessDetector.from_pretrained(tmp_path / "det", encoders=HashingEncoders())
-    assert loaded.temperature == 1.7 and loaded.threshold == 0.83
+    assert loaded.temperature == 1.7 and loaded.bias == -0.4 and loaded.threshold == 0.83
     assert loaded.version == detector.version
     np.testing.assert_allclose(loaded.predict_proba(features), detector.predict_proba(features), rtol=1e-6)
+
+
+def test_platt_calibration_is_the_default_and_fits_a_bias():
+    features, labels, groups = _clips()
+    detector = SuccessDetector(_config(), encoders=HashingEncoders())
+    report = detector.fit(features, labels, groups=groups)
+    assert detector.config.calibration == "platt" and report["bias"] == detector.bias != 0.0
+    logits = detector.predict_logits(features)
+    np.testing.assert_allclose(detector.predict_proba(features), 1 / (1 + np.exp(-(logits / detector.temperature + detector.bias))),
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="'platt' or 'temperature'"):
+        _config(calibration="isotonic")
 
 
 def test_one_class_is_refused_with_a_fix():
@@ -124,14 +136,16 @@ def test_detector_saved_before_newer_config_fields_still_loads(tmp_path):
     import json
 
     features, labels, groups = _clips(n=60)
-    detector = SuccessDetector(_config(epochs=1, min_steps=1), encoders=HashingEncoders())
+    detector = SuccessDetector(_config(epochs=1, min_steps=1, calibration="temperature"), encoders=HashingEncoders())
     detector.fit(features, labels, groups=groups)
+    assert detector.bias == 0.0
     detector.save_pretrained(tmp_path / "det")
     path = tmp_path / "det" / "detector_config.json"
     payload = json.loads(path.read_text())
     for key in ("labelled_episode_weight", "balance_classes", "use_terminal_frame", "map_shapes", "keypoints",
-                "keypoint_hidden_dim", "image_size", "calibration_prior"):
+                "keypoint_hidden_dim", "image_size", "calibration_prior", "calibration"):
         del payload["config"][key]
+    del payload["bias"]  # saved before Platt scaling
     payload["version"] = detector._hash_version(payload["config"])  # what the older code recorded
     path.write_text(json.dumps(payload))
     loaded = SuccessDetector.from_pretrained(tmp_path / "det", encoders=HashingEncoders())
@@ -140,6 +154,7 @@ def test_detector_saved_before_newer_config_fields_still_loads(tmp_path):
     assert loaded.config.calibration_prior is None  # held-out clips calibrated as they came
     assert loaded.config.use_terminal_frame is False  # older detectors judged the last stored frame
     assert loaded.config.map_shapes == ()  # and read pooled image features only
+    assert loaded.config.calibration == "temperature" and loaded.bias == 0.0  # calibrated by temperature alone
     np.testing.assert_allclose(loaded.predict_proba(features), detector.predict_proba(features), rtol=1e-6)
     payload["version"] = "detector-000000000000"  # a tampered checkpoint is still refused
     path.write_text(json.dumps(payload))

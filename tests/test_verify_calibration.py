@@ -6,6 +6,7 @@ import pytest
 from robot_si.verify.calibration import (
     choose_threshold,
     expected_calibration_error,
+    fit_platt,
     fit_temperature,
     prior_weights,
     reliability_table,
@@ -32,6 +33,27 @@ def test_temperature_scaling_reduces_ece_on_an_overconfident_detector():
 def test_temperature_needs_both_classes():
     with pytest.raises(ValueError, match="both classes"):
         fit_temperature(np.array([1.0, 2.0]), np.array([1, 1]))
+
+
+def test_platt_scaling_moves_the_scale_that_temperature_alone_cannot():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0.0, 1.5, 3000)
+    labels = (rng.random(3000) < sigmoid(true_logits)).astype(int)
+    logits = 3.0 * true_logits - 2.0  # over-confident and shifted: successes look less likely than they are
+    temperature, bias = fit_platt(logits, labels)
+    assert temperature == pytest.approx(3.0, rel=0.15) and bias == pytest.approx(2.0 / 3.0, abs=0.15)
+    platt_ece = expected_calibration_error(sigmoid(logits / temperature + bias), labels)
+    temperature_only_ece = expected_calibration_error(sigmoid(logits / fit_temperature(logits, labels)), labels)
+    assert platt_ece < 0.03 < temperature_only_ece
+
+
+def test_platt_scaling_stays_finite_on_a_few_separable_labels():
+    temperature, bias = fit_platt(np.array([-3.0, -1.0, 2.0, 4.0, 5.0]), np.array([0, 0, 1, 1, 1]))
+    probs = sigmoid(np.array([-3.0, 5.0]) / temperature + bias)
+    # smoothed targets: the most a failure can be is 1/4 (2 failures), a success 4/5 (3 successes), never 0 or 1
+    assert 0.01 < probs[0] < 0.3 and 0.7 < probs[1] < 0.99
+    with pytest.raises(ValueError, match="both classes"):
+        fit_platt(np.array([1.0, 2.0]), np.array([1, 1]))
 
 
 def test_threshold_reaches_target_precision_with_most_recall():

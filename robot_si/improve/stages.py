@@ -155,6 +155,7 @@ def train_verifier(run: Run, cfg: DictConfig, round_index: int) -> dict[str, Any
     progress.save_pretrained(out / "progress")
     return {"detector_version": detector.version, "progress_version": progress.version,
             "detector_threshold": detector.threshold, "detector_temperature": detector.temperature,
+            "detector_bias": detector.bias,
             "verifier_examples": report.get("examples_by_source"),
             # None when there were too few labelled episodes for out-of-fold calibration
             "out_of_fold_sample": report.get("calibration", {}).get("out_of_fold_sample")}

@@ -8,6 +8,11 @@ and `reliability_table` to *measure* calibration, never to fit it.
 - Temperature scaling (Guo et al. 2017): one scalar T > 0 so that sigmoid(logit / T) minimizes the
   negative log-likelihood of held-out labels. Fitted by a dense grid over log T followed by LBFGS polish,
   which is deterministic and cannot diverge on tiny or separable held-out sets.
+- Platt scaling (Platt 1999): sigmoid(logit / T + b), the temperature plus a bias, fitted to Platt's smoothed
+  targets ((N+ + 1) / (N+ + 2) for successes, 1 / (N- + 2) for failures), which keep T and b finite on a handful
+  of separable labels. Temperature alone cannot move where probability 0.5 sits; a detector trained on demo clips
+  ranks rollouts but puts them on the wrong scale (bench/NOTES_verify.md, 2026-12-04: ECE 0.29 -> 0.23 over four
+  detector-benchmark audits, the ranking and the accepted set unchanged).
 - Operating threshold: the smallest probability threshold whose held-out precision reaches a target
   (default 0.95), so "accepted" episodes are mostly true successes while recall stays as high as possible.
 - ECE: equal-width bins over [0, 1], weighted mean |accuracy - confidence| of the positive-class probability.
@@ -117,6 +122,49 @@ def _polish_temperature(logits: np.ndarray, labels: np.ndarray, weights: np.ndar
     if not math.isfinite(polished) or binary_nll(logits / polished, labels, weights) > binary_nll(logits / start, labels, weights):
         return start
     return polished
+
+
+MAX_BIAS = 20.0
+
+
+def fit_platt(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """(T, b) minimizing the (weighted) NLL of Platt's smoothed targets under sigmoid(logits / T + b).
+
+    Starts from the temperature-only fit (b = 0) and polishes both by LBFGS on (log T, b); keeps the start where
+    LBFGS does not improve the loss. Needs both classes, like `fit_temperature`.
+    """
+    import torch
+
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = _as_binary_labels(labels)
+    weights = _as_weights(weights, labels)
+    start = fit_temperature(logits, labels, weights)  # raises with one class
+    positives, negatives = float(np.sum(weights * labels)), float(np.sum(weights * (1 - labels)))
+    scale = labels.size / weights.sum()  # smoothing counts in examples, whatever the weights' scale
+    targets = np.where(labels == 1, (positives * scale + 1) / (positives * scale + 2), 1 / (negatives * scale + 2))
+
+    def loss_of(t: float, b: float) -> float:
+        z = logits / t + b
+        return float(np.sum(weights * (np.logaddexp(0.0, z) - targets * z)) / weights.sum())
+
+    params = torch.tensor([math.log(start), 0.0], dtype=torch.float64, requires_grad=True)
+    x, y = torch.as_tensor(logits), torch.as_tensor(targets)
+    w = torch.as_tensor(weights / weights.mean())
+    optimizer = torch.optim.LBFGS([params], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(x / params[0].exp() + params[1], y, weight=w)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    log_t, bias = (float(v) for v in params.detach())
+    temperature = float(np.clip(math.exp(log_t), MIN_TEMPERATURE, MAX_TEMPERATURE)) if math.isfinite(log_t) else start
+    bias = float(np.clip(bias, -MAX_BIAS, MAX_BIAS)) if math.isfinite(bias) else 0.0
+    if loss_of(temperature, bias) > loss_of(start, 0.0):
+        return start, 0.0
+    return temperature, bias
 
 
 @dataclasses.dataclass(kw_only=True)

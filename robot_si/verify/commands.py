@@ -75,12 +75,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     progress.save_pretrained(out / "progress")
     report = {
         "detector_version": detector.version, "progress_version": progress.version,
-        "temperature": detector.temperature, "threshold": detector.threshold,
+        "temperature": detector.temperature, "bias": detector.bias, "threshold": detector.threshold,
         "detector": {k: v for k, v in detector_report.items() if k != "history"},
         "progress": progress_report, "stores": list(cfg.stores), "label_version": cfg.label_version,
     }
     (out / "train_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"detector {detector.version} (T={detector.temperature:.2f}, threshold={detector.threshold:.3f}) -> {out / 'detector'}")
+    print(f"detector {detector.version} (T={detector.temperature:.2f}, bias={detector.bias:+.2f}, threshold={detector.threshold:.3f}) -> {out / 'detector'}")
     print(f"progress model {progress.version} -> {out / 'progress'}")
     print("training examples by source: " + json.dumps(detector_report["examples_by_source"]))
     return report

@@ -106,6 +106,7 @@ def label_store(
         "note": note,
         "threshold": detector.threshold,
         "temperature": detector.temperature,
+        "bias": detector.bias,
         "progress_version": progress_model.version if progress_model is not None else None,
         "label_source": label_source.name if label_source is not None else None,
         "strategy": strategy,
