@@ -44,6 +44,12 @@ def test_collect_writes_each_episode_with_metadata_and_audit(tmp_path):
     assert metrics["env_steps"] == 4 * STEPS and metrics["mean_forward_batch"] > 1.0  # batched forwards
 
 
+def test_collect_takes_a_count_per_task(tmp_path):
+    metrics = _collect(tiny_compact_vla(), tmp_path / "store", episodes={"reach": 1, "push": 2})
+    tasks = sorted(m.task_name for m in EpisodeStore(tmp_path / "store").episodes())
+    assert tasks == ["push", "push", "reach"] and metrics["requested"] == 3
+
+
 def test_collected_episodes_keep_the_observation_the_env_ended_on(tmp_path):
     _collect(tiny_compact_vla(), tmp_path / "store", tasks=("reach",))
     store = EpisodeStore(tmp_path / "store")

@@ -181,6 +181,8 @@ def test_loop_labels_and_weights_do_not_depend_on_ground_truth(smoke_run, tmp_pa
         ("tasks=[teleport]", "unknown tasks ['teleport']"),
         ("train.demo_ratio=1.5", "train.demo_ratio must be in [0, 1]"),
         ("weighting.method=advantage_conditioned", "needs policy.advantage_conditioning=true"),
+        ("collect.allocation=greedy", "collect.allocation must be uniform or weak_tasks"),
+        ("collect.min_task_share=1.5", "collect.min_task_share must be in [0, 1]"),
     ],
 )
 def test_bad_config_values_fail_before_any_work(override, message, tmp_path):

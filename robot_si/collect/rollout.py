@@ -25,7 +25,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -653,11 +653,24 @@ def validate_episodes(episodes_per_task: int, name: str = "episodes_per_task") -
     return episodes_per_task
 
 
-def collection_requests(tasks: Sequence[str], episodes_per_task: int, *, seed: int, round: int) -> list[EpisodeRequest]:
+def episode_counts(tasks: Sequence[str], episodes_per_task: int | Mapping[str, int]) -> dict[str, int]:
+    """Episodes per task: one count for every task, or a count per task (e.g. `allocation.allocate_episodes`)."""
+    if not isinstance(episodes_per_task, Mapping):
+        validate_episodes(episodes_per_task)
+        return {task: episodes_per_task for task in tasks}
+    if set(episodes_per_task) != set(tasks):
+        raise ValueError(f"episodes_per_task names tasks {sorted(episodes_per_task)}; give a count for exactly {list(tasks)}")
+    for task, count in episodes_per_task.items():
+        validate_episodes(count, name=f"episodes_per_task[{task!r}]")
+    return {task: episodes_per_task[task] for task in tasks}
+
+
+def collection_requests(tasks: Sequence[str], episodes_per_task: int | Mapping[str, int], *, seed: int,
+                        round: int) -> list[EpisodeRequest]:
     """The episodes of one collection run, task-major; ids and seeds follow seeds.py."""
     requests = []
-    for task in tasks:
-        for index in range(episodes_per_task):
+    for task, count in episode_counts(tasks, episodes_per_task).items():
+        for index in range(count):
             episode_seed = collection_seed(seed, task, index, round=round)
             requests.append(EpisodeRequest(episode_id=collection_episode_id(round=round, task=task, seed=episode_seed),
                                            task=task, seed=episode_seed, round=round))
@@ -679,7 +692,7 @@ def open_store(store, *, image_size: int, cameras: Sequence[str] = ("front",)):
 def collect(
     policy,
     tasks: Sequence[str],
-    episodes_per_task: int,
+    episodes_per_task: int | Mapping[str, int],
     *,
     store,
     round: int,
@@ -696,7 +709,8 @@ def collect(
     ray_options: dict[str, Any] | None = None,
     env_factory: Callable[..., Any] | None = None,
 ) -> dict[str, Any]:
-    """Collect `episodes_per_task` autonomous episodes per task into `store` (a path or an EpisodeStore).
+    """Collect `episodes_per_task` autonomous episodes per task (one count, or a count per task) into `store`
+    (a path or an EpisodeStore).
 
     Resumable: episodes already in the store (same round, task and seed) are skipped, so rerunning an
     interrupted call with the same arguments collects only the missing ones. `policy` is a policy object or a
@@ -704,7 +718,7 @@ def collect(
     seconds per phase (env_step, render, observation, inference, store_write).
     """
     tasks = validate_tasks(tasks)
-    validate_episodes(episodes_per_task)
+    episodes_per_task = episode_counts(tasks, episodes_per_task)
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r}; use one of {BACKENDS}")
     if isinstance(round, bool) or not isinstance(round, int) or round < 0:

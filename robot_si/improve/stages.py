@@ -174,11 +174,29 @@ def _load_verifier(run: Run, round_index: int):
 # ── collect / label / weight ─────────────────────────────────────────────────────────────────────────────
 
 
+def collection_plan(run: Run, cfg: DictConfig, round_index: int) -> dict[str, Any]:
+    """Episodes per task this round. `collect.allocation: weak_tasks` (from round 2, once a round has been
+    labelled) splits the round's episodes by the previous round's label-estimated success per task."""
+    from robot_si.collect.allocation import allocate_episodes, task_success_estimates
+    from robot_si.data.labels import read_label_set
+
+    tasks, per_task = list(cfg.tasks), int(cfg.collect.episodes_per_task)
+    allocation = cfg.collect.get("allocation", "uniform")
+    if allocation == "uniform" or round_index < 2:
+        return {"allocation": "uniform", "episodes_per_task": {task: per_task for task in tasks}, "estimates": None}
+    store = _open(run.autonomous_store)
+    previous = {m.episode_id: m.task_name for m in store.episodes(round=round_index - 1)}
+    estimates = task_success_estimates(read_label_set(store.root, WEIGHTS_VERSION.format(round=round_index - 1)), previous)
+    counts = allocate_episodes(tasks, per_task, estimates, min_share=float(cfg.collect.min_task_share))
+    return {"allocation": allocation, "episodes_per_task": counts, "estimates": estimates}
+
+
 def collect(run: Run, cfg: DictConfig, round_index: int, policy_round: int) -> dict[str, Any]:
     from robot_si.collect import collect as run_collect
 
+    plan = collection_plan(run, cfg, round_index)
     metrics = run_collect(
-        str(policy_dir(run, policy_round)), list(cfg.tasks), int(cfg.collect.episodes_per_task),
+        str(policy_dir(run, policy_round)), list(cfg.tasks), plan["episodes_per_task"],
         store=run.autonomous_store, round=round_index, seed=int(cfg.seed),
         policy_version=f"round_{policy_round:03d}", num_envs=int(cfg.collect.num_envs),
         exploration_std=float(cfg.collect.exploration_std), image_size=int(cfg.image_size),
@@ -193,6 +211,7 @@ def collect(run: Run, cfg: DictConfig, round_index: int, policy_round: int) -> d
         "collect_errors": int(metrics.get("episodes_with_error", 0)),
         "collect_steps_per_s": metrics.get("env_steps_per_s"),
         "collect_policy_round": policy_round,
+        "collect_plan": plan,
     }
 
 
