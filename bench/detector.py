@@ -5,7 +5,8 @@ Recipe, as `robot-si improve` runs it (no ground truth in training except the bu
    prefixes and relabeled instructions;
 2. autonomous-like episodes with mixed success: the scripted expert at noise 0.3 / 0.45 / 0.6 (`--noises`;
    roughly 25-90 % success per task, longer when failing) stands in for a round's mediocre policy;
-3. detector v0 (demos only, default config) labels those episodes and an oracle budget (`--budget`, 20) is spent
+3. detector v0 (demos only; the verifier's default config, configs/verifier/default.yaml, as the loop and
+   `robot-si detector train` use it, then `--detector` overrides) labels those episodes and an oracle budget (`--budget`, 20) is spent
    by active selection (`--strategy`: nearest its operating threshold, or `mixed` with a stratified sample),
    exactly like the loop's label stage;
 4. detector v1 retrained on demos + the oracle-labelled episodes (the next round's verifier);
@@ -84,8 +85,15 @@ def main(argv=None) -> dict:
         import torch
 
         torch.set_num_threads(args.threads)
+    from omegaconf import OmegaConf
+
+    from robot_si.config import compose
+
     overrides = _parse_overrides(args.detector)
-    v1_overrides = {**overrides, **({} if args.labelled_weight is None else {"labelled_episode_weight": args.labelled_weight})}
+    # the detector the loop trains (configs/verifier/default.yaml), not the dataclass defaults
+    base = {**OmegaConf.to_container(compose("detector", []).verifier.detector, resolve=True), "seed": args.seed}
+    overrides_v0 = {**base, **overrides}
+    v1_overrides = {**overrides_v0, **({} if args.labelled_weight is None else {"labelled_episode_weight": args.labelled_weight})}
     workdir = Path(args.workdir)
     if args.fresh and workdir.exists():
         shutil.rmtree(workdir)
@@ -120,7 +128,7 @@ def main(argv=None) -> dict:
     # frozen features are cached on disk (episodes are immutable), so reruns only train and audit
     cache = FeatureCache(make_encoders(args.encoder, image_size=demos.spec.image_height), cache_dir=workdir / "feature_cache")
     start = time.perf_counter()
-    detector_v0 = SuccessDetector(DetectorConfig(encoder=args.encoder, seed=args.seed, **overrides), feature_cache=cache)
+    detector_v0 = SuccessDetector(DetectorConfig(encoder=args.encoder, **overrides_v0), feature_cache=cache)
     report_v0 = detector_v0.fit_stores(demo_stores)
     oracle = OracleLabelSource(budget=args.budget)
     version = label_store(rollouts, detector_v0, None, label_source=oracle, round=1, strategy=args.strategy,
@@ -129,7 +137,7 @@ def main(argv=None) -> dict:
     timings["detector_v0_and_label_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    detector = SuccessDetector(DetectorConfig(encoder=args.encoder, seed=args.seed, **v1_overrides), feature_cache=cache)
+    detector = SuccessDetector(DetectorConfig(encoder=args.encoder, **v1_overrides), feature_cache=cache)
     report_v1 = detector.fit_stores([*demo_stores, rollouts], label_version=version)
     timings["detector_v1_train_s"] = time.perf_counter() - start
 
@@ -162,6 +170,7 @@ def main(argv=None) -> dict:
         "tasks": args.tasks,
         "encoder": cache.encoders.name,
         "detector_overrides": overrides,
+        "detector_config": "configs/verifier/default.yaml + detector_overrides",
         "data": {
             "demos_per_task": args.demos, "near_miss_per_task": args.near_miss,
             "mediocre_policy": f"scripted expert, noise {args.noises}",

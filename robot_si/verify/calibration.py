@@ -11,8 +11,8 @@ and `reliability_table` to *measure* calibration, never to fit it.
 - Platt scaling (Platt 1999): sigmoid(logit / T + b), the temperature plus a bias, fitted to Platt's smoothed
   targets ((N+ + 1) / (N+ + 2) for successes, 1 / (N- + 2) for failures), which keep T and b finite on a handful
   of separable labels. Temperature alone cannot move where probability 0.5 sits; a detector trained on demo clips
-  ranks rollouts but puts them on the wrong scale (bench/NOTES_verify.md, 2026-12-04: ECE 0.29 -> 0.23 over four
-  detector-benchmark audits, the ranking and the accepted set unchanged).
+  ranks rollouts but puts them on the wrong scale (bench/NOTES_verify.md, 2026-12-04: mean ECE 0.26 -> 0.17 over
+  eight detector-benchmark audits, the ranking and the accepted set unchanged).
 - Operating threshold: the smallest probability threshold whose held-out precision reaches a target
   (default 0.95), so "accepted" episodes are mostly true successes while recall stays as high as possible.
 - ECE: equal-width bins over [0, 1], weighted mean |accuracy - confidence| of the positive-class probability.

@@ -126,7 +126,7 @@ class DetectorConfig:
     # the clips' 1:7 mix (where 0.67 is a detector that is 0.94 precise at 1:1). null: as the clips come.
     calibration_prior: float | None = 0.5
     # platt: sigmoid(logit / T + b); temperature: sigmoid(logit / T). Both rank alike (the accepted set is the same);
-    # the bias moves the scale: ECE 0.29 -> 0.23 on four detector-benchmark audits (bench/NOTES_verify.md, 2026-12-04).
+    # the bias moves the scale: mean ECE 0.26 -> 0.17 over eight detector-benchmark audits (bench/NOTES_verify.md, 2026-12-04).
     calibration: str = "platt"
     prefix_fractions: tuple[float, ...] = (0.0, 0.25, 0.5, 0.7)
     relabels_per_kind: int = 1
