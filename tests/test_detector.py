@@ -67,6 +67,14 @@ def test_platt_calibration_is_the_default_and_fits_a_bias():
         _config(calibration="isotonic")
 
 
+def test_raw_logit_inverts_the_calibration():
+    detector = SuccessDetector(_config(), encoders=HashingEncoders())
+    for temperature, bias in ((1.0, 0.0), (20.0, 0.3), (0.4, -1.2)):
+        detector.temperature, detector.bias = temperature, bias
+        for prob in (0.05, 0.5, 0.91):
+            assert float(detector.calibrated(np.array([detector.raw_logit(prob)]))[0]) == pytest.approx(prob)
+
+
 def test_one_class_is_refused_with_a_fix():
     features, labels, groups = _clips(n=40)
     detector = SuccessDetector(_config(epochs=1), encoders=HashingEncoders())
@@ -108,6 +116,11 @@ def test_calibration_uses_held_out_oracle_labelled_episodes(tmp_path):
     calibration = detector.fit_stores([store], label_version=version)["calibration"]
     assert calibration["calibrated_on"].startswith("out-of-fold logits of 10 human/oracle-labelled episodes (3 folds)")
     assert detector.temperature == calibration["temperature"] and detector.threshold == calibration["threshold_used"]
+    # the held-out examples' threshold is carried over as the raw score it accepted from, not as a probability
+    fallback = calibration["fallback_threshold"]
+    raw = (np.log(fallback / (1 - fallback)) - calibration["fallback_bias"]) * calibration["fallback_temperature"]
+    assert calibration["fallback_threshold_recalibrated"] == pytest.approx(float(detector.calibrated(np.array([raw]))[0]))
+    assert detector.threshold >= min(calibration["threshold"]["threshold"], calibration["fallback_threshold_recalibrated"])
     # the out-of-fold decisions (what the loop's wrong-verifier guard reads): one per labelled episode, its label
     sample = calibration["out_of_fold_sample"]
     assert len(sample["accepted"]) == 10 and sorted(sample["label"]) == [False] * 5 + [True] * 5

@@ -31,6 +31,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -432,12 +433,15 @@ class SuccessDetector:
             "ece_before": expected_calibration_error(sigmoid(out_of_fold), target),
             "fallback_temperature": self.temperature, "fallback_bias": self.bias, "fallback_threshold": self.threshold,
         }
-        self._fit_scale(out_of_fold, target)
+        # the held-out examples' threshold, as the raw score it accepts from: a probability means something else
+        # once temperature and bias are refitted (a 2026-12-04 loop round: T 20 squeezed every probability into
+        # 0.4-0.7, and the old threshold 0.91, read as a probability, accepted 17 of 450 episodes)
+        fallback_logit = self.raw_logit(self.threshold)
         probs = self.calibrated(out_of_fold)
         choice = choose_threshold(probs, target, target_precision=cfg.target_precision)
         # never accept more readily than the held-out training examples allow when the labelled episodes
         # cannot show the target precision (a handful of labels is a noisy estimate)
-        fallback_threshold = self.threshold
+        fallback_threshold = float(self.calibrated(np.array([fallback_logit]))[0])
         self.threshold = choice.threshold if choice.met_target else max(choice.threshold, fallback_threshold)
         self._version = None
         # How this detector decides on labelled episodes it neither trained on nor chose its threshold on (the
@@ -450,6 +454,7 @@ class SuccessDetector:
         report.update({"ece_after": expected_calibration_error(probs, target), "temperature": self.temperature,
                        "bias": self.bias,
                        "threshold": choice.to_json_dict(), "threshold_used": self.threshold,
+                       "fallback_threshold_recalibrated": fallback_threshold,
                        "out_of_fold_sample": {"accepted": accepted.tolist(), "label": [bool(t) for t in target.tolist()],
                                               "decided_by": "thresholds chosen on the other folds",
                                               "episodes": groups[rows].tolist(), "logits": out_of_fold.tolist()}})
@@ -585,6 +590,11 @@ class SuccessDetector:
             self.temperature, self.bias = fit_platt(logits, labels, weights)
         else:
             self.temperature, self.bias = fit_temperature(logits, labels, weights), 0.0
+
+    def raw_logit(self, prob: float) -> float:
+        """The raw logit whose calibrated probability is `prob` (the inverse of `calibrated`)."""
+        prob = float(np.clip(prob, 1e-12, 1.0 - 1e-12))
+        return (math.log(prob / (1.0 - prob)) - self.bias) * self.temperature
 
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
         """Raw logits -> calibrated probabilities, sigmoid(logit / temperature + bias)."""
