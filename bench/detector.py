@@ -211,8 +211,9 @@ def _dump_scores(path: Path, stores: dict, detectors: dict, report_v1: dict) -> 
     for name, store in stores.items():
         metas = [m for m in store.episodes() if m.num_frames > 0 and not m.error]
         truth = store.audit_table()
-        features = {k: d.featurize([(store, m.episode_id, None, None) for m in metas]) for k, d in detectors.items()}
-        logits = {k: d.predict_logits(features[k]) for k, d in detectors.items()}
+        # v0 and v1 share the feature cache and the clip layout, so the clips are featurized once
+        features = detectors["v1"].featurize([(store, m.episode_id, None, None) for m in metas])
+        logits = {k: d.predict_logits(features) for k, d in detectors.items()}
         out[name] = [{"episode": m.episode_id, "task": m.task_name, "truth": truth.get(m.episode_id),
                       **{k: float(v[i]) for k, v in logits.items()}} for i, m in enumerate(metas)]
     calibration = report_v1.get("calibration") or {}

@@ -116,6 +116,12 @@ def test_calibration_uses_held_out_oracle_labelled_episodes(tmp_path):
     calibration = detector.fit_stores([store], label_version=version)["calibration"]
     assert calibration["calibrated_on"].startswith("out-of-fold logits of 10 human/oracle-labelled episodes (3 folds)")
     assert detector.temperature == calibration["temperature"] and detector.threshold == calibration["threshold_used"]
+    # temperature and bias are refitted on the labelled episodes' out-of-fold logits, not kept from the clips
+    from robot_si.verify.calibration import fit_platt
+
+    refit = fit_platt(np.array(calibration["out_of_fold_sample"]["logits"]), np.array(calibration["out_of_fold_sample"]["label"]))
+    assert (detector.temperature, detector.bias) == pytest.approx(refit)
+    assert (calibration["temperature"], calibration["bias"]) == pytest.approx(refit)
     # the held-out examples' threshold is carried over as the raw score it accepted from, not as a probability
     fallback = calibration["fallback_threshold"]
     raw = (np.log(fallback / (1 - fallback)) - calibration["fallback_bias"]) * calibration["fallback_temperature"]

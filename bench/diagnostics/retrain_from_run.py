@@ -19,6 +19,7 @@ import torch
 from robot_si.collect import evaluate
 from robot_si.train import TrainConfig, train_policy
 
+
 def restricted_to_labelled(store_root: Path, version: str) -> str:
     """A copy of label version `version` in which every episode it does not cover weighs 0, written once beside it.
 

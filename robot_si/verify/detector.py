@@ -437,6 +437,7 @@ class SuccessDetector:
         # once temperature and bias are refitted (a 2026-12-04 loop round: T 20 squeezed every probability into
         # 0.4-0.7, and the old threshold 0.91, read as a probability, accepted 17 of 450 episodes)
         fallback_logit = self.raw_logit(self.threshold)
+        self._fit_scale(out_of_fold, target)
         probs = self.calibrated(out_of_fold)
         choice = choose_threshold(probs, target, target_precision=cfg.target_precision)
         # never accept more readily than the held-out training examples allow when the labelled episodes
