@@ -266,3 +266,48 @@ def test_keypoints_read_where_things_are_which_pooled_features_cannot():
         assert detector.config.map_shapes == ((3, 8, 8),)
         aucs[keypoints] = roc_auc_score(test_labels, detector.predict_proba(test))
     assert aucs[8] > 0.9 and aucs[0] < 0.65, aucs
+
+
+def test_ensemble_keeps_the_fold_heads_averages_their_logits_and_round_trips(tmp_path):
+    from robot_si.data.labels import EpisodeLabel, write_label_set
+    from robot_si.verify.testing import synthetic_verifier_store
+
+    store = synthetic_verifier_store(tmp_path / "store", num_demos=6, num_autonomous=10)
+    labels = [EpisodeLabel(episode_id=f"auto{i}", success_prob=None, label=bool(i % 2), label_source="oracle",
+                           detector_version="d") for i in range(10)]
+    version = write_label_set(store.root, episode_labels=labels, detector_version="d")
+    settings = dict(epochs=2, min_steps=10, min_calibration_episodes=8, calibration_folds=3, num_context_frames=2)
+    single = SuccessDetector(_config(**settings), encoders=HashingEncoders())
+    single.fit_stores([store], label_version=version)
+    ensemble = SuccessDetector(_config(**settings, ensemble=True), encoders=HashingEncoders())
+    calibration = ensemble.fit_stores([store], label_version=version)["calibration"]
+    assert len(single.members) == 0 and len(ensemble.members) == 3 and calibration["ensemble_members"] == 4
+    # same seed, same head and same out-of-fold calibration; only the prediction averages over the heads
+    assert (ensemble.temperature, ensemble.bias, ensemble.threshold) == (single.temperature, single.bias, single.threshold)
+    features = ensemble.featurize([(store, m.episode_id, None, None) for m in store.episodes()])
+    head_only = single.predict_logits(features)
+    members = ensemble.members
+    ensemble.members = []
+    np.testing.assert_allclose(ensemble.predict_logits(features), head_only, rtol=1e-6)
+    ensemble.members = members
+    from robot_si.verify.detector import _head_logits
+
+    expected = np.mean([head_only, *(_head_logits(m, features, 512) for m in members)], axis=0)
+    np.testing.assert_allclose(ensemble.predict_logits(features), expected, rtol=1e-6)
+    assert not np.allclose(expected, head_only)  # the fold heads are different models
+    # the fold heads are part of the version and of the checkpoint
+    assert ensemble.version != single.version
+    ensemble.save_pretrained(tmp_path / "det")
+    loaded = SuccessDetector.from_pretrained(tmp_path / "det", encoders=HashingEncoders())
+    assert len(loaded.members) == 3 and loaded.version == ensemble.version
+    np.testing.assert_allclose(loaded.predict_proba(features), ensemble.predict_proba(features), rtol=1e-6)
+    (tmp_path / "det" / "ensemble_members.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="ensemble of 4 heads"):
+        SuccessDetector.from_pretrained(tmp_path / "det", encoders=HashingEncoders())
+    # a single head saved over the folder leaves no stale fold heads behind; a refit drops them
+    single.save_pretrained(tmp_path / "det")
+    assert len(SuccessDetector.from_pretrained(tmp_path / "det", encoders=HashingEncoders()).members) == 0
+    ensemble.fit(features, np.arange(len(features)) % 2 == 0, groups=[str(i) for i in range(len(features))])
+    assert ensemble.members == []
+    with pytest.raises(ValueError, match="ensemble must be true or false"):
+        _config(ensemble="yes")

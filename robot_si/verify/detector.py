@@ -11,7 +11,8 @@ projected pooled feature plus the projected keypoint coordinates. (Measured on t
 better than pooled features with 50 demos per task, and ~4x slower to train; bench/NOTES_verify.md.) The head
 runs one small transformer layer over [instruction token, frame tokens] and reads a logit from the instruction
 token and the last frame token. Probability = sigmoid(logit / temperature + bias) (Platt scaling; bias 0 with
-`calibration="temperature"`); "accepted" = probability >= threshold. Temperature, bias and threshold are fitted on held-out labelled episodes (`calibration.py`): the out-of-fold logits
+`calibration="temperature"`); "accepted" = probability >= threshold. With `ensemble` the logit is the mean over the head and the heads trained
+for calibration, each without one fold of the labelled episodes. Temperature, bias and threshold are fitted on held-out labelled episodes (`calibration.py`): the out-of-fold logits
 of the human/oracle-labelled episodes when there are enough of them, else held-out training examples; both
 are saved with the weights.
 
@@ -63,11 +64,13 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "detector_config.json"
 BUDGETED_EXAMPLE_SOURCES = ("human", "oracle")
 WEIGHTS_FILE = "model.safetensors"
+MEMBERS_FILE = "ensemble_members.safetensors"  # the fold heads of an ensemble detector, keys "<member>.<tensor>"
 # Fields added after detectors were first saved, with the value that reproduces the behaviour before them
 # (a checkpoint without the field loads with this value; its version is checked against the config as saved).
 LEGACY_CONFIG_VALUES: dict[str, Any] = {"balance_classes": False, "labelled_episode_weight": 1.0, "use_terminal_frame": False,
                                         "map_shapes": (), "calibration_prior": None,
-                                        "state_dims": None, "calibration": "temperature"}
+                                        "state_dims": None, "calibration": "temperature",
+                                        "ensemble": False}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -120,6 +123,12 @@ class DetectorConfig:
     # episodes the detector will label; demo-derived held-out clips are a different distribution.
     calibration_folds: int = 4
     min_calibration_episodes: int = 8
+    # Keep the calibration fold heads and predict with the mean logit of this head and them (cross-validation
+    # bagging: the heads are trained anyway). Without labelled-episode calibration there are no fold heads and the
+    # detector is this head alone. Temperature, bias and threshold are fitted on the single fold heads' out-of-fold
+    # logits (every ensemble member but one saw each labelled episode). Detector bench: held-out AUC +0.025 on
+    # average over four audits (bench/NOTES_verify.md, 2026-12-04 session 8).
+    ensemble: bool = False
     target_precision: float = 0.95
     # Without enough labelled episodes, temperature and threshold come from held-out demo-derived clips, about one
     # positive (a demo's end) to seven negatives (prefixes, relabels, near misses). They are reweighted to this
@@ -159,6 +168,8 @@ class DetectorConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"DetectorConfig.{name} must be an int >= 1 (got {value!r})")
+        if not isinstance(self.ensemble, bool):
+            raise ValueError(f"DetectorConfig.ensemble must be true or false (got {self.ensemble!r})")
         if not isinstance(self.calibration_folds, int) or self.calibration_folds < 2:
             raise ValueError(f"DetectorConfig.calibration_folds must be an int >= 2 (got {self.calibration_folds!r})")
         if self.num_context_frames < 0:
@@ -301,6 +312,7 @@ class SuccessDetector:
         self._cache: FeatureCache | None = feature_cache
         self._cache_dir = cache_dir
         self.model = None
+        self.members: list = []  # fold heads averaged with `model` when config.ensemble (see DetectorConfig)
         self.temperature = 1.0
         self.bias = 0.0
         self.threshold = 0.5
@@ -419,6 +431,7 @@ class SuccessDetector:
             for position, index in enumerate(rng.permutation(len(episodes))):
                 fold_of[episodes[int(index)]] = position % num_folds
         out_of_fold = np.zeros(len(rows))
+        members = []
         for fold in range(num_folds):
             held_out = np.array([fold_of.get(g) == fold for g in groups.tolist()])
             member = SuccessDetector(dataclasses.replace(cfg), encoders=self.encoders)
@@ -427,6 +440,7 @@ class SuccessDetector:
                        weights=None if weights is None else weights[train])
             in_fold = held_out[rows]
             out_of_fold[in_fold] = member.predict_logits(features.subset(rows[in_fold]))
+            members.append(member.model)
         target = labels[rows]
         report: dict[str, Any] = {
             "calibrated_on": f"out-of-fold logits of {len(rows)} human/oracle-labelled episodes ({num_folds} folds)",
@@ -444,6 +458,7 @@ class SuccessDetector:
         # cannot show the target precision (a handful of labels is a noisy estimate)
         fallback_threshold = float(self.calibrated(np.array([fallback_logit]))[0])
         self.threshold = choice.threshold if choice.met_target else max(choice.threshold, fallback_threshold)
+        self.members = members if cfg.ensemble else []
         self._version = None
         # How this detector decides on labelled episodes it neither trained on nor chose its threshold on (the
         # loop's wrong-verifier guard reads it). The threshold is chosen to reach the target precision on these
@@ -456,6 +471,7 @@ class SuccessDetector:
                        "bias": self.bias,
                        "threshold": choice.to_json_dict(), "threshold_used": self.threshold,
                        "fallback_threshold_recalibrated": fallback_threshold,
+                       "ensemble_members": 1 + len(self.members),
                        "out_of_fold_sample": {"accepted": accepted.tolist(), "label": [bool(t) for t in target.tolist()],
                                               "decided_by": "thresholds chosen on the other folds",
                                               "episodes": groups[rows].tolist(), "logits": out_of_fold.tolist()}})
@@ -495,6 +511,7 @@ class SuccessDetector:
         torch.manual_seed(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
         self.model = _build_head(cfg)
+        self.members = []  # a refit drops the previous fit's fold heads (fit_stores trains new ones)
         train = features.subset(train_index)
         pooled = pooled_image_features(train.images, cfg.map_shapes).reshape(len(train) * cfg.clip_length, -1)
         self.model.image_mean.copy_(torch.from_numpy(pooled.mean(0)))
@@ -615,19 +632,10 @@ class SuccessDetector:
             raise RuntimeError("the detector is not trained; call fit(...)/fit_stores(...) or SuccessDetector.from_pretrained(dir)")
 
     def predict_logits(self, features: ClipFeatures, *, batch_size: int = 512) -> np.ndarray:
-        """Uncalibrated logits (N,)."""
-        import torch
-
+        """Uncalibrated logits (N,): the head's, or the mean over the head and its fold heads (`config.ensemble`)."""
         self._require_model()
-        was_training = self.model.training
-        self.model.eval()
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(features), batch_size):
-                part = features.subset(slice(start, start + batch_size))
-                out.append(self.model(*(torch.from_numpy(a) for a in (part.images, part.texts, part.states))).numpy())
-        self.model.train(was_training)
-        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+        heads = [self.model, *self.members]
+        return np.mean([_head_logits(head, features, batch_size) for head in heads], axis=0)
 
     def predict_proba(self, features: ClipFeatures) -> np.ndarray:
         """Calibrated success probabilities (N,) = sigmoid(logit / temperature + bias)."""
@@ -658,13 +666,20 @@ class SuccessDetector:
 
     def _hash_version(self, config_dict: dict[str, Any]) -> str:
         digest = hashlib.sha256()
-        for name, tensor in sorted(self.model.state_dict().items()):
+        for name, tensor in sorted(self._state_dicts().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().numpy().tobytes())
         # the bias joined the hash with Platt scaling; temperature-only checkpoints keep the versions they were saved with
         calibration = [self.temperature, self.threshold] + ([self.bias] if self.bias else [])
         digest.update(json.dumps([*calibration, config_dict], sort_keys=True).encode())
         return f"detector-{digest.hexdigest()[:12]}"
+
+    def _state_dicts(self) -> dict[str, Any]:
+        """The head's tensors, then each fold head's as "member<i>.<name>" (none: the hash of a single head is unchanged)."""
+        tensors = dict(self.model.state_dict())
+        for index, member in enumerate(self.members):
+            tensors.update({f"member{index}.{k}": v for k, v in member.state_dict().items()})
+        return tensors
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         from safetensors.torch import save_file
@@ -673,12 +688,19 @@ class SuccessDetector:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(directory / WEIGHTS_FILE))
+        members_path = directory / MEMBERS_FILE
+        if self.members:
+            save_file({f"{i}.{k}": v.contiguous() for i, m in enumerate(self.members) for k, v in m.state_dict().items()},
+                      str(members_path))
+        elif members_path.exists():  # saved over an ensemble detector's folder
+            members_path.unlink()
         payload = {
             "config": self.config.to_json_dict(),
             "encoder_name": self.encoders.name,
             "temperature": self.temperature,
             "bias": self.bias,
             "threshold": self.threshold,
+            "ensemble_members": len(self.members),
             "version": self.version,
             "training_report": {k: v for k, v in self.training_report.items() if k != "history"},
         }
@@ -705,6 +727,17 @@ class SuccessDetector:
         detector.model = _build_head(detector.config)
         detector.model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
         detector.model.eval()
+        num_members = int(payload.get("ensemble_members", 0))
+        if num_members:
+            members_path = directory / MEMBERS_FILE
+            if not members_path.exists():
+                raise FileNotFoundError(f"the detector at {directory} is an ensemble of {1 + num_members} heads but "
+                                        f"{MEMBERS_FILE} is missing; copy the whole folder or retrain it")
+            tensors = load_file(str(members_path))
+            for index in range(num_members):
+                member = _build_head(detector.config)
+                member.load_state_dict({k.split(".", 1)[1]: v for k, v in tensors.items() if k.split(".", 1)[0] == str(index)})
+                detector.members.append(member.eval())
         detector.temperature = float(payload["temperature"])
         detector.bias = float(payload.get("bias", 0.0))  # saved before Platt scaling: temperature only
         detector.threshold = float(payload["threshold"])
@@ -714,6 +747,20 @@ class SuccessDetector:
             raise RuntimeError(f"the detector at {directory} does not match its recorded version {payload['version']}; retrain it")
         detector._version = payload["version"]
         return detector
+
+
+def _head_logits(head, features: ClipFeatures, batch_size: int) -> np.ndarray:
+    import torch
+
+    was_training = head.training
+    head.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(features), batch_size):
+            part = features.subset(slice(start, start + batch_size))
+            out.append(head(*(torch.from_numpy(a) for a in (part.images, part.texts, part.states))).numpy())
+    head.train(was_training)
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 
 def _class_weights(labels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
