@@ -127,7 +127,8 @@ class DetectorConfig:
     # bagging: the heads are trained anyway). Without labelled-episode calibration there are no fold heads and the
     # detector is this head alone. Temperature, bias and threshold are fitted on the single fold heads' out-of-fold
     # logits (every ensemble member but one saw each labelled episode). Detector bench: held-out AUC +0.025 on
-    # average over four audits (bench/NOTES_verify.md, 2026-12-04 session 8).
+    # average over four audits (bench/NOTES_verify.md, 2026-12-04 session 8). In the loop (session 10, 150
+    # rollouts/task): cleaner (audit ECE 0.055-0.11, 0-8 % accepted-but-failed) but fewer accepted, no gain; off.
     ensemble: bool = False
     target_precision: float = 0.95
     # Without enough labelled episodes, temperature and threshold come from held-out demo-derived clips, about one
