@@ -103,14 +103,19 @@ def test_instruction_that_cannot_be_embedded_is_refused():
         HashingEncoders().encode_texts(["touch the red ball", "  "])
 
 
-def test_calibration_uses_held_out_oracle_labelled_episodes(tmp_path):
+def _store_with_oracle_labels(tmp_path, num_autonomous=10):
+    """A synthetic store whose autonomous episodes carry alternating oracle labels; returns (store, label version)."""
     from robot_si.data.labels import EpisodeLabel, write_label_set
     from robot_si.verify.testing import synthetic_verifier_store
 
-    store = synthetic_verifier_store(tmp_path / "store", num_demos=6, num_autonomous=10)
+    store = synthetic_verifier_store(tmp_path / "store", num_demos=6, num_autonomous=num_autonomous)
     labels = [EpisodeLabel(episode_id=f"auto{i}", success_prob=None, label=bool(i % 2), label_source="oracle",
-                           detector_version="d") for i in range(10)]
-    version = write_label_set(store.root, episode_labels=labels, detector_version="d")
+                           detector_version="d") for i in range(num_autonomous)]
+    return store, write_label_set(store.root, episode_labels=labels, detector_version="d")
+
+
+def test_calibration_uses_held_out_oracle_labelled_episodes(tmp_path):
+    store, version = _store_with_oracle_labels(tmp_path)
     config = _config(epochs=2, min_steps=10, min_calibration_episodes=8, calibration_folds=3, num_context_frames=2)
     detector = SuccessDetector(config, encoders=HashingEncoders())
     calibration = detector.fit_stores([store], label_version=version)["calibration"]
@@ -269,13 +274,7 @@ def test_keypoints_read_where_things_are_which_pooled_features_cannot():
 
 
 def test_ensemble_keeps_the_fold_heads_averages_their_logits_and_round_trips(tmp_path):
-    from robot_si.data.labels import EpisodeLabel, write_label_set
-    from robot_si.verify.testing import synthetic_verifier_store
-
-    store = synthetic_verifier_store(tmp_path / "store", num_demos=6, num_autonomous=10)
-    labels = [EpisodeLabel(episode_id=f"auto{i}", success_prob=None, label=bool(i % 2), label_source="oracle",
-                           detector_version="d") for i in range(10)]
-    version = write_label_set(store.root, episode_labels=labels, detector_version="d")
+    store, version = _store_with_oracle_labels(tmp_path)
     settings = dict(epochs=2, min_steps=10, min_calibration_episodes=8, calibration_folds=3, num_context_frames=2)
     single = SuccessDetector(_config(**settings), encoders=HashingEncoders())
     single.fit_stores([store], label_version=version)
