@@ -103,14 +103,14 @@ def test_instruction_that_cannot_be_embedded_is_refused():
         HashingEncoders().encode_texts(["touch the red ball", "  "])
 
 
-def _store_with_oracle_labels(tmp_path, num_autonomous=10):
+def _store_with_oracle_labels(tmp_path):
     """A synthetic store whose autonomous episodes carry alternating oracle labels; returns (store, label version)."""
     from robot_si.data.labels import EpisodeLabel, write_label_set
     from robot_si.verify.testing import synthetic_verifier_store
 
-    store = synthetic_verifier_store(tmp_path / "store", num_demos=6, num_autonomous=num_autonomous)
+    store = synthetic_verifier_store(tmp_path / "store", num_demos=6, num_autonomous=10)
     labels = [EpisodeLabel(episode_id=f"auto{i}", success_prob=None, label=bool(i % 2), label_source="oracle",
-                           detector_version="d") for i in range(num_autonomous)]
+                           detector_version="d") for i in range(10)]
     return store, write_label_set(store.root, episode_labels=labels, detector_version="d")
 
 
