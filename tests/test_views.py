@@ -31,8 +31,19 @@ def test_chunks_padding_and_item_format(stores):
     np.testing.assert_array_equal(item["action"].numpy(), actions[[3, 4, 4]])
     assert item["action_is_pad"].tolist() == [False, False, True]
     assert item["task"] == "reach the red cube" and item["episode_id"] == "d0" and item["frame_index"] == 3
-    assert float(item["weight"]) == 1.0 and int(item["advantage_indicator"]) == -1
+    assert float(item["weight"]) == 1.0 and int(item["advantage_indicator"]) == 1  # a demo is "good"
     np.testing.assert_array_equal(item["observation.state"].numpy(), demos.load_episode("d0")["observation.state"][3])
+
+
+def test_advantage_indicator_demos_good_autonomous_unknown_until_labelled(stores):
+    """Advantage conditioning asks for "good" at inference, so the demos-only round 0 must train that token."""
+    demos, auto = stores
+    view = TrainingView([demos, auto], horizon=2)
+    indicators = {}
+    for i in range(len(view)):
+        item = view[i]
+        indicators.setdefault(item["episode_id"], set()).add(int(item["advantage_indicator"]))
+    assert indicators == {"d0": {1}, "a0": {-1}, "a1": {-1}, "a2": {-1}}
 
 
 def test_label_weights_min_weight_and_mix(stores):
