@@ -35,15 +35,16 @@ def test_chunks_padding_and_item_format(stores):
     np.testing.assert_array_equal(item["observation.state"].numpy(), demos.load_episode("d0")["observation.state"][3])
 
 
-def test_advantage_indicator_demos_good_autonomous_unknown_until_labelled(stores):
+def test_advantage_indicator_is_the_intended_outcome_until_labelled(stores):
     """Advantage conditioning asks for "good" at inference, so the demos-only round 0 must train that token."""
     demos, auto = stores
-    view = TrainingView([demos, auto], horizon=2)
+    demos.append_episode(synthetic_episode(3, image_size=16, seed=5), synthetic_meta("n0", 3, source="near_miss"))
+    view = TrainingView([demos, auto], horizon=2, sources=["demo", "near_miss", "autonomous"])
     indicators = {}
     for i in range(len(view)):
         item = view[i]
         indicators.setdefault(item["episode_id"], set()).add(int(item["advantage_indicator"]))
-    assert indicators == {"d0": {1}, "a0": {-1}, "a1": {-1}, "a2": {-1}}
+    assert indicators == {"d0": {1}, "n0": {0}, "a0": {-1}, "a1": {-1}, "a2": {-1}}
 
 
 def test_label_weights_min_weight_and_mix(stores):

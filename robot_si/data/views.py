@@ -3,7 +3,8 @@
 Owns how stored episodes become training samples: per frame the images (float CHW in [0, 1]), the state,
 an action chunk of `horizon` steps starting at the frame (padded at the episode end by repeating the last
 action, flagged in `action_is_pad`), the instruction, the per-frame loss `weight` and `advantage_indicator`
-from the label set (a demo without one is "good", 1: it shows the intended behaviour), and sampling ratios across sources or stores (`sample_weights`, `make_sampler`).
+from the label set (without one, a source's intended outcome: demos "good", near misses "bad"), and sampling
+ratios across sources or stores (`sample_weights`, `make_sampler`).
 Decoded episodes are kept in memory as uint8/float32 arrays (a few thousand 64 px frames are tens of MB).
 Episodes whose metadata records a collection error (`EpisodeMeta.error`: the policy or env faulted, so the
 frames stop mid-task or hold a placeholder action) are never training samples; they are listed in
@@ -38,7 +39,7 @@ class _Episode:
     state: np.ndarray  # (T, S) float32
     action: np.ndarray  # (T, A) float32
     weight: np.ndarray  # (T,) float32
-    advantage_indicator: np.ndarray  # (T,) int64: 0 bad, 1 good (demos by default), -1 unknown
+    advantage_indicator: np.ndarray  # (T,) int64: 0 bad, 1 good, -1 unknown
 
 
 class TrainingView(torch.utils.data.Dataset):
@@ -141,11 +142,10 @@ class TrainingView(torch.utils.data.Dataset):
         frames = store.load_episode(meta.episode_id)
         length = meta.num_frames
         weight = np.ones(length, np.float32)
-        # A demo shows the intended behaviour, so advantage conditioning trains it as "good" (RECAP conditions its
-        # demonstrations on the positive indicator); without this, a demos-only round 0 never trains the "good"
-        # token it is asked for at inference (held-out success 27 % against 42 % unconditioned, 2026-12-07).
-        unlabelled = 1 if INTENDED_OUTCOME.get(meta.source) is True else -1
-        indicator = np.full(length, unlabelled, np.int64)
+        # Without a label, a source's intended outcome is its indicator (RECAP conditions demonstrations on
+        # "good"): otherwise a demos-only round 0 never trains the "good" token inference asks for.
+        intended = INTENDED_OUTCOME.get(meta.source)
+        indicator = np.full(length, -1 if intended is None else int(intended), np.int64)
         if labels is not None:
             fields = labels.frame_labels.get(meta.episode_id, {})
             if "weight" in fields:
