@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from robot_si.improve.guards import accepted_but_failed, collapse_guard, verifier_guard
+from robot_si.improve.guards import accepted_but_failed, check_sample_size, collapse_guard, verifier_guard
 from robot_si.improve.manifest import RoundManifest
 
 
@@ -25,6 +25,13 @@ def test_verifier_guard_measures_accepted_but_failed_on_labelled_sample():
     assert not passed.triggered and passed.evidence == 4
     no_evidence = verifier_guard(accepted=[False], labels=[True], max_rate=0.2)
     assert not no_evidence.triggered and no_evidence.evidence == 0
+
+
+def test_check_sample_grows_with_the_accepted_count_and_is_off_at_zero():
+    assert check_sample_size(accepted=40, minimum=5, share=0.05) == 5  # small rounds: the minimum
+    assert check_sample_size(accepted=252, minimum=5, share=0.05) == 13  # ceil(12.6)
+    assert check_sample_size(accepted=252, minimum=5, share=0.0) == 5  # share 0: the fixed sample of old
+    assert check_sample_size(accepted=252, minimum=0, share=0.05) == 0  # check_labels=0 turns the check off
 
 
 def test_manifest_survives_reopen_and_rejects_corruption(tmp_path):

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from robot_si.config import compose
 from robot_si.data import EpisodeStore, list_label_versions, read_label_set
 from robot_si.improve import stages
+from robot_si.improve.guards import check_sample_size
 from robot_si.improve.loop import Run, prepare_run, validate_config
 
 pytestmark = pytest.mark.timeout(600)
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.timeout(600)
 
 def _improve_command(runs_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "robot_si.cli", "improve", "preset=smoke", "name=smoke",
-            f"runs_dir={runs_dir}", "progress=false", "tracking.tensorboard=true", "guards.check_labels=1", *extra]
+            f"runs_dir={runs_dir}", "progress=false", "tracking.tensorboard=true", "guards.check_labels=1", "guards.check_share=0.5", *extra]
 
 
 def _manifest(run_dir: Path, round_index: int) -> dict:
@@ -102,14 +103,19 @@ def test_smoke_run_writes_summary_metrics_report_and_checkpoints(smoke_run):
     last = rounds[1]
     assert last["episodes_collected"] == 4
     # the round trains on labels from the verifier refit on this round's budgeted labels, not the previous one's,
-    # checked on a random sample of what it accepts (guards.check_labels=1)
+    # checked on a random sample of what it accepts
     assert last["label_version"] == "r001-labels-checked" and "episodes_accepted_previous_verifier" in last
     weights_note = json.loads(json.loads((run_dir / "store" / "autonomous" / "labels" / "r001-weights" / "label_set.json")
                                          .read_text())["note"])
     assert weights_note["weighted_from"] == "r001-labels-checked"
     check = _manifest(run_dir, 1)["check_labels"]["result"]["labelled_sample"]
-    assert len(check["label"]) <= 1 and all(check["detector_accepted"])  # only accepted episodes are checked
-    assert any("random sample of" in note for note in last["guard_notes"])
+    assert all(check["detector_accepted"])  # only accepted episodes are checked
+    # the check sample grows with the refit verifier's accepted count (guards.check_share=0.5)
+    accepted = _manifest(run_dir, 1)["refit_label"]["result"]["episodes_accepted"]
+    budget = check_sample_size(accepted=accepted, minimum=1, share=0.5)
+    assert len(check["label"]) <= budget
+    assert any(f"of the {accepted} episodes the refit verifier accepted (check budget {budget})" in note
+               for note in last["guard_notes"])
     # 2 budgeted labels; when the verifier guard fired, guards.extra_labels=1 more; the check's
     assert last["labels_spent"] == (3 if "relabel" in _manifest(run_dir, 1) else 2) + len(check["label"])
     assert last["action_entropy"] > 0 and rounds[0]["demo_action_entropy"] > 0
@@ -183,6 +189,7 @@ def test_loop_labels_and_weights_do_not_depend_on_ground_truth(smoke_run, tmp_pa
         ("weighting.method=advantage_conditioned", "needs policy.advantage_conditioning=true"),
         ("collect.allocation=greedy", "collect.allocation must be uniform or weak_tasks"),
         ("collect.min_task_share=1.5", "collect.min_task_share must be in [0, 1]"),
+        ("guards.check_share=-0.1", "guards.check_share must be in [0, 1]"),
     ],
 )
 def test_bad_config_values_fail_before_any_work(override, message, tmp_path):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -38,6 +39,17 @@ def accepted_but_failed(accepted: list[bool], labels: list[bool]) -> tuple[float
     if not failed_among_accepted:
         return None, 0
     return sum(failed_among_accepted) / len(failed_among_accepted), len(failed_among_accepted)
+
+
+def check_sample_size(*, accepted: int, minimum: int, share: float) -> int:
+    """How many of a round's detector-accepted episodes to label at random for the wrong-verifier check: at least
+    `minimum` (0: no check), and `share` of the accepted ones, since the more unverified episodes a round trains
+    on, the more a missed failure rate costs. At the 20 % limit, 5 labels catch a 23 % failure rate with
+    probability ~0.33 and 13 labels (5 % of 252 accepted) with ~0.60, while a 5 % rate trips either only ~2 %
+    of the time (binomial, bench/NOTES_improve.md)."""
+    if minimum <= 0:
+        return 0
+    return max(minimum, math.ceil(share * accepted))
 
 
 def verifier_guard(*, accepted: list[bool], labels: list[bool], max_rate: float) -> GuardDecision:

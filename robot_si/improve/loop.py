@@ -28,7 +28,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from robot_si.improve import stages
-from robot_si.improve.guards import collapse_guard, diversity_guard, verifier_guard
+from robot_si.improve.guards import check_sample_size, collapse_guard, diversity_guard, verifier_guard
 from robot_si.improve.manifest import RoundManifest, atomic_write_json
 from robot_si.improve.report import write_metrics, write_report, write_summary
 from robot_si.improve.tracking import make_tracker
@@ -80,6 +80,7 @@ def validate_config(cfg: DictConfig) -> None:
         (cfg.weighting.beta > 0, f"weighting.beta must be > 0 (got {cfg.weighting.beta})"),
         (cfg.labeling.budget >= 0, f"labeling.budget must be >= 0 (got {cfg.labeling.budget})"),
         (cfg.guards.check_labels >= 0, f"guards.check_labels must be >= 0 (got {cfg.guards.check_labels})"),
+        (0.0 <= cfg.guards.check_share <= 1.0, f"guards.check_share must be in [0, 1] (got {cfg.guards.check_share})"),
         (cfg.train.init_from in ("previous", "scratch"), f"train.init_from must be previous or scratch (got {cfg.train.init_from!r})"),
         (len(cfg.tasks) > 0, "tasks must list at least one task, e.g. tasks=[reach,push]"),
     ]
@@ -209,13 +210,15 @@ def improvement_round(run: Run, round_index: int, policy_round: int, best_succes
                            f"{verifier_decision.reason}")
     else:
         guard_notes.append(f"verifier guard: {verifier_decision.reason}")
-    if int(cfg.guards.check_labels) > 0 and cfg.labeling.source != "none":
+    check_budget = check_sample_size(accepted=refit["episodes_accepted"], minimum=int(cfg.guards.check_labels),
+                                     share=float(cfg.guards.check_share))
+    if check_budget > 0 and cfg.labeling.source != "none":
         # The labelled episodes above were chosen where the previous verifier was unsure, so they need not look
         # like what the refit verifier accepts (a 2026-12-02 round: 0 of 14 accepted labelled episodes had
         # failed, 68 % of the other accepted ones had). A random sample of this round's accepted episodes is.
         checked = run_stage(
             manifest, "check_labels",
-            lambda: stages.label(run, cfg, round_index, budget=int(cfg.guards.check_labels), suffix="-checked",
+            lambda: stages.label(run, cfg, round_index, budget=check_budget, suffix="-checked",
                                  verifier_round=round_index, strategy="accepted"),
             log,
         )
@@ -225,8 +228,9 @@ def improvement_round(run: Run, round_index: int, policy_round: int, best_succes
         check_sample = checked["labelled_sample"]
         check_decision = verifier_guard(accepted=check_sample["detector_accepted"], labels=check_sample["label"],
                                         max_rate=cfg.guards.max_accepted_but_failed)
-        guard_notes.append(f"verifier guard, a random sample of {len(check_sample['label'])} episodes the refit "
-                           f"verifier accepted: {check_decision.reason}")
+        guard_notes.append(f"verifier guard, a random sample of {len(check_sample['label'])} of the "
+                           f"{refit['episodes_accepted']} episodes the refit verifier accepted (check budget "
+                           f"{check_budget}): {check_decision.reason}")
         if check_decision.evidence > 0:
             # the random sample judges the verifier that labels the round; the out-of-fold one judges its fold
             # models (trained on fewer labels, so weaker): a 2026-12-02 round read 27 % failed out-of-fold, 0 of 5
