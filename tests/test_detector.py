@@ -166,7 +166,7 @@ def test_detector_saved_before_newer_config_fields_still_loads(tmp_path):
     detector.save_pretrained(tmp_path / "det")
     path = tmp_path / "det" / "detector_config.json"
     payload = json.loads(path.read_text())
-    for key in ("labelled_episode_weight", "balance_classes", "use_terminal_frame", "map_shapes", "keypoints",
+    for key in ("labelled_episode_weight", "labelled_weight_cap", "balance_classes", "use_terminal_frame", "map_shapes", "keypoints",
                 "keypoint_hidden_dim", "image_size", "calibration_prior", "calibration"):
         del payload["config"][key]
     del payload["bias"]  # saved before Platt scaling
@@ -175,6 +175,7 @@ def test_detector_saved_before_newer_config_fields_still_loads(tmp_path):
     loaded = SuccessDetector.from_pretrained(tmp_path / "det", encoders=HashingEncoders())
     assert loaded.version == payload["version"]
     assert loaded.config.labelled_episode_weight == 1.0 and loaded.config.balance_classes is False
+    assert loaded.config.labelled_weight_cap is None  # every labelled episode at full weight, however many
     assert loaded.config.calibration_prior is None  # held-out clips calibrated as they came
     assert loaded.config.use_terminal_frame is False  # older detectors judged the last stored frame
     assert loaded.config.map_shapes == ()  # and read pooled image features only
@@ -224,6 +225,25 @@ def test_labelled_episode_ends_weigh_more_and_classes_stay_balanced(tmp_path, mo
     # within a class, a labelled end weighs 6x a demo-derived example
     ratio = out / class_input
     assert np.allclose(ratio[positive], ratio[positive][0]) and np.allclose(ratio[~positive], ratio[~positive][0])
+
+    # more labelled episodes than labelled_weight_cap share the cap's total weight: 4 labels, cap 2 -> 6 * 2 / 4 each
+    seen.clear()
+    capped = _config(epochs=1, min_steps=1, num_context_frames=2, labelled_episode_weight=6.0, labelled_weight_cap=2)
+    SuccessDetector(capped, encoders=HashingEncoders()).fit_stores([store], label_version=version)
+    weights = seen[0][1]
+    assert np.all(weights[is_end] == 3.0) and np.all(weights[~is_end] == 1.0)
+
+
+def test_labelled_weight_cap_keeps_the_group_total_and_is_validated():
+    from robot_si.verify.detector import labelled_weight
+
+    config = DetectorConfig(labelled_episode_weight=20.0, labelled_weight_cap=20)
+    assert labelled_weight(config, 5) == 20.0 and labelled_weight(config, 20) == 20.0
+    assert labelled_weight(config, 120) * 120 == pytest.approx(20.0 * 20)  # the total stops growing at the cap
+    assert labelled_weight(DetectorConfig(labelled_weight_cap=None), 120) == DetectorConfig().labelled_episode_weight
+    for bad in (0, -3, 2.5, True, "20"):
+        with pytest.raises(ValueError, match="labelled_weight_cap"):
+            DetectorConfig(labelled_weight_cap=bad)
 
 
 class _MapEncoders:

@@ -70,7 +70,15 @@ MEMBERS_FILE = "ensemble_members.safetensors"  # the fold heads of an ensemble d
 LEGACY_CONFIG_VALUES: dict[str, Any] = {"balance_classes": False, "labelled_episode_weight": 1.0, "use_terminal_frame": False,
                                         "map_shapes": (), "calibration_prior": None,
                                         "state_dims": None, "calibration": "temperature",
-                                        "ensemble": False}
+                                        "ensemble": False, "labelled_weight_cap": None}
+
+
+def labelled_weight(config: DetectorConfig, num_labelled: int) -> float:
+    """Loss weight of each of `num_labelled` human/oracle-labelled episode ends (`DetectorConfig.labelled_weight_cap`)."""
+    cap = config.labelled_weight_cap
+    if cap is None or num_labelled <= cap:
+        return config.labelled_episode_weight
+    return config.labelled_episode_weight * cap / num_labelled
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -113,6 +121,12 @@ class DetectorConfig:
     # 20: on the same round-1 episodes of a loop the refit verifier's AUC went 0.79 -> 0.83 and its accepted-but-
     # failed 22 % -> 6 % against 1.0 (bench/NOTES_improve.md, 2026-12-03 session 4); calibration pays (ECE up).
     labelled_episode_weight: float = 20.0
+    # Labelled episodes weigh `labelled_episode_weight` each up to this many; with n more, each weighs
+    # labelled_episode_weight * cap / n, so the group's total weight stops growing (null: no cap). Without it,
+    # labels accumulating over rounds took over the loss: on the detector bench (180-episode pool, 2026-12-07
+    # session 13) v1 AUC fell 0.90 -> 0.75 -> 0.70 (seed 0) and 0.85 -> 0.73 -> 0.77 (seed 1) at 20 / 60 / 120
+    # labels, while 120 labels at weight 1 scored 0.90 (bench/NOTES_verify.md).
+    labelled_weight_cap: int | None = 20
     # True: a clip judging a whole episode ends on its terminal observation (the scene after the last action, which
     # the env judged) where the store recorded one; False: on the last stored frame, one action before that scene.
     # Off by default: measured no better (bench/NOTES_verify.md, 2026-12-01) with pooled image features.
@@ -191,6 +205,9 @@ class DetectorConfig:
                 or not np.isfinite(weight) or weight <= 0):
             raise ValueError(f"DetectorConfig.labelled_episode_weight must be a finite number > 0 (got {weight!r})")
         self.labelled_episode_weight = float(weight)
+        cap = self.labelled_weight_cap
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int | np.integer) or cap < 1):
+            raise ValueError(f"DetectorConfig.labelled_weight_cap must be an int >= 1, or null for no cap (got {cap!r})")
         if not 0.0 <= self.dropout < 1.0 or self.lr <= 0:
             raise ValueError(f"need 0 <= dropout < 1 and lr > 0 (got dropout={self.dropout}, lr={self.lr})")
 
@@ -396,7 +413,7 @@ class SuccessDetector:
         groups = np.array([f"{e.store_root}::{e.episode_id}" for e in examples], dtype=object)
         # the final clips of human/oracle-labelled episodes, read with their own instruction
         labelled_episode_ends = np.array([e.label_source in BUDGETED_EXAMPLE_SOURCES for e in examples])
-        weights = np.where(labelled_episode_ends, self.config.labelled_episode_weight, 1.0)
+        weights = np.where(labelled_episode_ends, labelled_weight(self.config, int(labelled_episode_ends.sum())), 1.0)
         report = self.fit(features, labels, groups=groups, weights=weights)
         report["examples_by_source"] = count_by_source(examples)
         report["calibration"] = self._calibrate_on_labelled_episodes(features, labels, groups, labelled_episode_ends,
