@@ -51,6 +51,8 @@ def parse_args(argv):
     parser.add_argument("--budget", type=int, default=20, help="oracle labels spent on the labelled pool")
     parser.add_argument("--encoder", default="default",
                         help="default (pooled EfficientNet-Lite0 + MiniLM) | spatial (+ pixel/stride-16 maps) | hashing")
+    parser.add_argument("--cameras", nargs="+", default=["front"],
+                        help="cameras every store records (the detector reads those in --detector cameras=[...])")
     parser.add_argument("--workdir", default="/tmp/robot_si_bench_detector")
     parser.add_argument("--fresh", action="store_true", help="delete the workdir's stores first")
     parser.add_argument("--label", default="current", help="name of this run in the results file (e.g. before/after)")
@@ -99,16 +101,18 @@ def main(argv=None) -> dict:
         shutil.rmtree(workdir)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    record_demos(args.tasks, episodes_per_task=args.demos, root=workdir / "demos", noise=0.0, seed=0, progress=False)
+    cameras = tuple(args.cameras)
+    record_demos(args.tasks, episodes_per_task=args.demos, root=workdir / "demos", noise=0.0, seed=0, progress=False,
+                 cameras=cameras)
     demos = EpisodeStore(workdir / "demos")
     demo_stores = [demos]
     if args.near_miss:
         record_demos(args.tasks, episodes_per_task=args.near_miss, root=workdir / "near_miss", noise=0.0, seed=0,
-                     progress=False, near_miss=True)
+                     progress=False, near_miss=True, cameras=cameras)
         demo_stores.append(EpisodeStore(workdir / "near_miss"))
 
     def open_store(name):
-        return EpisodeStore.open_or_create(workdir / name, fps=demos.spec.fps, image_size=demos.spec.image_height,
+        return EpisodeStore.open_or_create(workdir / name, fps=demos.spec.fps, image_size=demos.spec.image_height, cameras=cameras,
                                            state_dim=demos.spec.state_dim, action_dim=demos.spec.action_dim)
 
     # the labelled pool plays a round's autonomous store; labels are written into it, so it starts fresh each run
@@ -117,12 +121,14 @@ def main(argv=None) -> dict:
     heldout = open_store("heldout")
     other = open_store("other_policies")
     for noise in args.noises:
-        record_expert_rollouts(rollouts, args.tasks, noise=noise, seeds=range(1000, 1000 + args.rollouts), round=1)
-        record_expert_rollouts(heldout, args.tasks, noise=noise, seeds=range(5000, 5000 + args.heldout), round=1)
+        record_expert_rollouts(rollouts, args.tasks, noise=noise, seeds=range(1000, 1000 + args.rollouts), round=1,
+                               cameras=cameras)
+        record_expert_rollouts(heldout, args.tasks, noise=noise, seeds=range(5000, 5000 + args.heldout), round=1,
+                               cameras=cameras)
     if args.other_policies:
         for noise in (0.3, 1.0):
             record_expert_rollouts(other, args.tasks, noise=noise, seeds=range(7000, 7000 + args.other_policies),
-                                   round=1, instruction_split="heldout")
+                                   round=1, instruction_split="heldout", cameras=cameras)
     timings["record_s"] = time.perf_counter() - start
 
     # frozen features are cached on disk (episodes are immutable), so reruns only train and audit
@@ -169,6 +175,7 @@ def main(argv=None) -> dict:
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
         "tasks": args.tasks,
         "encoder": cache.encoders.name,
+        "cameras_recorded": list(cameras),
         "detector_overrides": overrides,
         "detector_config": "configs/verifier/default.yaml + detector_overrides",
         "data": {

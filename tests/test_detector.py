@@ -330,3 +330,40 @@ def test_ensemble_keeps_the_fold_heads_averages_their_logits_and_round_trips(tmp
     assert ensemble.members == []
     with pytest.raises(ValueError, match="ensemble must be true or false"):
         _config(ensemble="yes")
+
+
+def test_detector_reads_several_cameras_side_by_side_and_names_a_missing_one(tmp_path):
+    from robot_si.data import EpisodeStore
+    from robot_si.verify.features import FeatureCache
+    from robot_si.verify.testing import record_expert_rollouts
+
+    def store(name, cameras):
+        store = EpisodeStore.create(tmp_path / name, fps=10, image_size=64, cameras=cameras, state_dim=8, action_dim=4)
+        record_expert_rollouts(store, ["reach"], noise=0.3, seeds=[1], image_size=64, cameras=cameras)
+        return store
+
+    both = store("both", ("front", "wrist"))
+    episode_id = both.episodes()[0].episode_id
+    encoders = HashingEncoders()
+    cache = FeatureCache(encoders)
+    two = SuccessDetector(_config(cameras=["front", "wrist"]), feature_cache=cache)
+    one = SuccessDetector(_config(), feature_cache=cache)
+    features = two.featurize([(both, episode_id, None, None)]).images
+    front = one.featurize([(both, episode_id, None, None)]).images
+    assert features.shape[-1] == 2 * encoders.image_dim == cache.image_dim(("front", "wrist"))
+    np.testing.assert_array_equal(features[..., :encoders.image_dim], front)
+    # the second half is the wrist camera's frames, which differ from the front camera's
+    episode = both.load_episode(episode_id)
+    last = len(episode["observation.images.wrist"]) - 1
+    np.testing.assert_allclose(features[0, -1, encoders.image_dim:],
+                               encoders.encode_images(episode["observation.images.wrist"][[last]])[0], rtol=1e-6)
+    assert not np.allclose(features[0, -1, encoders.image_dim:], front[0, -1])
+    assert DetectorConfig.from_json_dict(two.config.to_json_dict()).cameras == ("front", "wrist")
+    only_front = store("front", ("front",))
+    with pytest.raises(ValueError, match="'wrist' camera"):
+        two.featurize([(only_front, only_front.episodes()[0].episode_id, None, None)])
+    for bad in ("front", [], ["front", "front"]):
+        with pytest.raises(ValueError, match="cameras"):
+            _config(cameras=bad)
+    with pytest.raises(ValueError, match="spatial encoder reads one camera"):
+        DetectorConfig(encoder="spatial", cameras=["front", "wrist"])

@@ -92,6 +92,10 @@ class DetectorConfig:
     # instruction-conditioned spatial-softmax keypoints per map of a spatial encoder (0: read the pooled vector only)
     keypoints: int = 16
     keypoint_hidden_dim: int = 32
+    # The cameras whose frames the head reads, each through the same frozen encoder; a frame's features are the
+    # cameras' pooled vectors side by side. The store must have recorded every camera named. A wrist view sees
+    # what the front camera cannot at 64 px (the button under the gripper: bench/NOTES_verify.md).
+    cameras: tuple[str, ...] = ("front",)
     num_context_frames: int = 4
     num_final_frames: int = 3
     final_frame_stride: int = 2
@@ -163,6 +167,14 @@ class DetectorConfig:
 
     def __post_init__(self) -> None:
         self.prefix_fractions = tuple(float(f) for f in self.prefix_fractions)
+        if isinstance(self.cameras, str) or not self.cameras or len(set(self.cameras)) != len(self.cameras) \
+                or any(not isinstance(c, str) or not c.isidentifier() for c in self.cameras):
+            raise ValueError(f"DetectorConfig.cameras must be a non-empty list of distinct camera names, e.g. "
+                             f"['front'] or ['front', 'wrist'] (got {self.cameras!r})")
+        self.cameras = tuple(self.cameras)
+        if self.encoder == "spatial" and len(self.cameras) > 1:
+            raise ValueError(f"the spatial encoder reads one camera (got cameras={list(self.cameras)}); use "
+                             "encoder=default with several cameras, or one camera with encoder=spatial")
         self.map_shapes = tuple(tuple(int(v) for v in shape) for shape in self.map_shapes)
         if self.state_dims is not None:
             dims = tuple(self.state_dims)
@@ -223,6 +235,7 @@ class DetectorConfig:
     def to_json_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["prefix_fractions"] = list(self.prefix_fractions)
+        data["cameras"] = list(self.cameras)
         data["map_shapes"] = [list(shape) for shape in self.map_shapes]
         data["state_dims"] = None if self.state_dims is None else list(self.state_dims)
         return data
@@ -369,13 +382,13 @@ class SuccessDetector:
             resolved.append((store, episode_id, int(end), instruction))
             by_episode.setdefault((id(store), episode_id), []).append(row)
         num, k = len(resolved), self.config.clip_length
-        images = np.zeros((num, k, self.encoders.image_dim), np.float32)
+        images = np.zeros((num, k, cache.image_dim(self.config.cameras)), np.float32)
         states: np.ndarray | None = None
         for rows in by_episode.values():
             store, episode_id = resolved[rows[0]][0], resolved[rows[0]][1]
             clip_indices = [self.config.clip_indices(resolved[r][2]) for r in rows]
             needed = sorted({int(i) for c in clip_indices for i in c})
-            features, episode_states = cache.image_features(store, episode_id, needed)
+            features, episode_states = cache.image_features(store, episode_id, needed, self.config.cameras)
             position = {index: p for p, index in enumerate(needed)}
             if states is None:
                 states = np.zeros((num, k, episode_states.shape[1]), np.float32)

@@ -8,7 +8,7 @@ Owns:
   one pooled 1280-d vector per frame (`default`) or, with `spatial=True`, the frame's maps too (the raw pixels
   average-pooled x4 and the stride-16 feature map, flattened, before the pooled vector), so a head can find
   where small objects are; and `HashingEncoders` (no weights: pooled pixels and hashed words; tests only);
-- `FeatureCache`: image features per (store, episode, frame), computed once per process and optionally kept
+- `FeatureCache`: image features per (store, episode, camera, frame), computed once per process and optionally kept
   on disk (episodes are immutable, so a cached feature never goes stale), plus instruction embeddings.
 
 Reads episodes only through `EpisodeStore.load_episode` and `EpisodeStore.episodes()` (no ground truth).
@@ -27,7 +27,8 @@ from typing import Protocol
 
 import numpy as np
 
-IMAGE_KEY = "observation.images.front"
+IMAGE_PREFIX = "observation.images."
+IMAGE_KEY = IMAGE_PREFIX + "front"
 EFFICIENTNET_FEATURE_DIM = 1280  # = robot_si.policies.encoders.EFFICIENTNET_FEATURE_DIM (not imported: torch-free here)
 MINILM_DIM = 384
 STATE_KEY = "observation.state"
@@ -229,6 +230,14 @@ def _check_images(images: np.ndarray) -> np.ndarray:
     return images
 
 
+def _check_cameras(cameras: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(cameras, str) or not cameras or len(set(cameras)) != len(cameras) \
+            or any(not isinstance(c, str) or not c.isidentifier() for c in cameras):
+        raise ValueError(f"cameras must be a non-empty list of distinct camera names like ['front', 'wrist'] "
+                         f"(got {cameras!r})")
+    return tuple(cameras)
+
+
 def _check_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         raise ValueError(f"texts must be a list of instructions, not the single string {texts!r}")
@@ -243,32 +252,37 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 
 
 class FeatureCache:
-    """Image features per (store, episode, frame) and instruction embeddings, computed once.
+    """Image features per (store, episode, camera, frame) and instruction embeddings, computed once.
 
-    `image_features(store, episode_id, indices)` loads the episode once and encodes only frames not seen
-    before. With `cache_dir`, features also persist across processes as `<cache_dir>/<encoder>/<store
-    hash>/<episode_id>.npz`.
+    `image_features(store, episode_id, indices, cameras=("front",))` loads the episode once per camera and
+    encodes only frames not seen before; with several cameras a frame's features are the cameras' features side
+    by side (`image_dim(cameras)` wide). With `cache_dir`, features also persist across processes as
+    `<cache_dir>/<encoder>/<store hash>/<episode_id>.npz` (the front camera; others `<episode_id>.<camera>.npz`).
     """
 
     def __init__(self, encoders: Encoders, *, cache_dir: str | os.PathLike[str] | None = None) -> None:
         self.encoders = encoders
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self._images: dict[tuple[str, str], dict[int, np.ndarray]] = {}
-        self._states: dict[tuple[str, str], np.ndarray] = {}
+        self._images: dict[tuple[str, str, str], dict[int, np.ndarray]] = {}
+        self._states: dict[tuple[str, str, str], np.ndarray] = {}
         self._texts: dict[str, np.ndarray] = {}
+
+    def image_dim(self, cameras: Sequence[str] = ("front",)) -> int:
+        return self.encoders.image_dim * len(cameras)
 
     @staticmethod
     def _store_key(store) -> str:
         return str(Path(store.root).resolve())
 
-    def _disk_path(self, store_key: str, episode_id: str) -> Path | None:
+    def _disk_path(self, store_key: str, episode_id: str, camera: str) -> Path | None:
         if self.cache_dir is None:
             return None
         digest = hashlib.sha1(store_key.encode()).hexdigest()[:12]
         safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", episode_id)
-        return self.cache_dir / self.encoders.name / digest / f"{safe_id}.npz"
+        suffix = "" if camera == "front" else f".{camera}"
+        return self.cache_dir / self.encoders.name / digest / f"{safe_id}{suffix}.npz"
 
-    def _load_disk(self, key: tuple[str, str]) -> None:
+    def _load_disk(self, key: tuple[str, str, str]) -> None:
         if key in self._images:
             return
         self._images[key] = {}
@@ -278,7 +292,7 @@ class FeatureCache:
                 self._images[key] = dict(zip(data["indices"].tolist(), data["features"], strict=True))
                 self._states[key] = data["states"]
 
-    def _save_disk(self, key: tuple[str, str]) -> None:
+    def _save_disk(self, key: tuple[str, str, str]) -> None:
         path = self._disk_path(*key)
         if path is None:
             return
@@ -289,26 +303,35 @@ class FeatureCache:
         np.savez(tmp, indices=indices, features=features, states=self._states[key])
         os.replace(tmp, path)
 
-    def image_features(self, store, episode_id: str, indices: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(features (len(indices), image_dim), states (num_frames, state_dim)) of one episode."""
-        key = (self._store_key(store), episode_id)
-        self._load_disk(key)
+    def image_features(self, store, episode_id: str, indices: Iterable[int],
+                       cameras: Sequence[str] = ("front",)) -> tuple[np.ndarray, np.ndarray]:
+        """(features (len(indices), image_dim(cameras)), states (num_frames, state_dim)) of one episode."""
+        cameras = _check_cameras(cameras)
         indices = [int(i) for i in indices]
+        per_camera = [self._camera_features(store, episode_id, indices, camera) for camera in cameras]
+        features = per_camera[0][0] if len(cameras) == 1 else np.concatenate([f for f, _ in per_camera], axis=-1)
+        return features, per_camera[0][1]
+
+    def _camera_features(self, store, episode_id: str, indices: list[int], camera: str) -> tuple[np.ndarray, np.ndarray]:
+        key = (self._store_key(store), episode_id, camera)
+        image_key = IMAGE_PREFIX + camera
+        self._load_disk(key)
         missing = sorted(set(indices) - set(self._images[key]))
         if missing or key not in self._states or max(indices, default=0) >= len(self._states[key]):
             episode = store.load_episode(episode_id)
-            if IMAGE_KEY not in episode:
+            if image_key not in episode:
                 raise ValueError(
-                    f"episode {episode_id!r} in {store.root} has no {IMAGE_KEY!r} frames (keys {sorted(episode)}); "
-                    "the verifier needs the front camera"
+                    f"episode {episode_id!r} in {store.root} has no {image_key!r} frames (keys {sorted(episode)}); "
+                    f"the verifier reads the {camera!r} camera: record with it (cameras=[..., {camera!r}]) or "
+                    "set the detector's cameras to ones the store has"
                 )
-            images, states = episode[IMAGE_KEY], np.asarray(episode[STATE_KEY], dtype=np.float32)
+            images, states = episode[image_key], np.asarray(episode[STATE_KEY], dtype=np.float32)
             num_frames = len(images)
             if num_frames == 0:
                 raise ValueError(f"episode {episode_id!r} in {store.root} has no frames; the verifier cannot judge it")
             terminal = store.load_terminal(episode_id) if num_frames in indices else None
             if terminal is not None:  # index num_frames: the observation after the last action
-                images = np.concatenate([images, terminal[IMAGE_KEY][None]])
+                images = np.concatenate([images, terminal[image_key][None]])
                 states = np.concatenate([states, np.asarray(terminal[STATE_KEY], np.float32)[None]])
             bad = [i for i in missing if not 0 <= i < len(images)]
             if bad:

@@ -51,6 +51,7 @@ def record_expert_rollouts(
     round: int = 1,
     image_size: int = 64,
     instruction_split: str = "train",
+    cameras: Sequence[str] = ("front",),
 ) -> list[str]:
     """Run the scripted expert of each task at `noise` for each seed and append the episodes; returns their ids."""
     from robot_si.data.records import EpisodeMeta
@@ -59,7 +60,8 @@ def record_expert_rollouts(
 
     episode_ids = []
     for task in tasks:
-        env = make_env(task, image_size=image_size, instruction_split=instruction_split)
+        env = make_env(task, image_size=image_size, instruction_split=instruction_split, cameras=tuple(cameras))
+        image_keys = [f"observation.images.{camera}" for camera in cameras]
         try:
             for seed in seeds:
                 episode_id = f"{source}-{task}-noise{noise:g}-{instruction_split}-seed{seed}"
@@ -69,10 +71,11 @@ def record_expert_rollouts(
                 expert = make_expert(task, noise=noise, seed=seed)
                 observation, info = env.reset(seed=seed)
                 expert.reset()
-                images, states, actions = [], [], []
+                images, states, actions = {key: [] for key in image_keys}, [], []
                 while True:
                     action = np.asarray(expert.act(env), dtype=np.float32)
-                    images.append(observation["observation.images.front"])
+                    for key in image_keys:
+                        images[key].append(observation[key])
                     states.append(observation["observation.state"])
                     actions.append(action)
                     observation, _, terminated, truncated, info = env.step(action)
@@ -83,11 +86,11 @@ def record_expert_rollouts(
                     task_name=task, instruction=env.unwrapped.instruction, seed=int(seed), num_frames=len(actions),
                 )
                 frames = {
-                    "observation.images.front": np.stack(images),
+                    **{key: np.stack(frames) for key, frames in images.items()},
                     "observation.state": np.stack(states).astype(np.float32),
                     "action": np.stack(actions),
                 }
-                terminal = {"observation.images.front": observation["observation.images.front"],
+                terminal = {**{key: observation[key] for key in image_keys},
                             "observation.state": np.asarray(observation["observation.state"], np.float32)}
                 store.append_episode(frames, meta, audit_gt_success=bool(info["is_success"]), terminal=terminal)
                 episode_ids.append(episode_id)
