@@ -190,6 +190,7 @@ def test_loop_labels_and_weights_do_not_depend_on_ground_truth(smoke_run, tmp_pa
         ("collect.allocation=greedy", "collect.allocation must be uniform or weak_tasks"),
         ("collect.min_task_share=1.5", "collect.min_task_share must be in [0, 1]"),
         ("guards.check_share=-0.1", "guards.check_share must be in [0, 1]"),
+        ("verifier.detector.cameras=[front,wrist]", "the loop records the front camera only"),
     ],
 )
 def test_bad_config_values_fail_before_any_work(override, message, tmp_path):

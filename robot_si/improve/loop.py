@@ -83,6 +83,10 @@ def validate_config(cfg: DictConfig) -> None:
         (0.0 <= cfg.guards.check_share <= 1.0, f"guards.check_share must be in [0, 1] (got {cfg.guards.check_share})"),
         (cfg.train.init_from in ("previous", "scratch"), f"train.init_from must be previous or scratch (got {cfg.train.init_from!r})"),
         (len(cfg.tasks) > 0, "tasks must list at least one task, e.g. tasks=[reach,push]"),
+        # the loop's stores record the front camera only (robot_si.data.demos, robot_si.collect defaults)
+        (list(cfg.verifier.detector.get("cameras", ["front"])) == ["front"],
+         f"verifier.detector.cameras={list(cfg.verifier.detector.cameras)}: the loop records the front camera only; "
+         "use [front] (other cameras work with `robot-si detector train` on stores that recorded them)"),
     ]
     for ok, message in checks:
         if not ok:
