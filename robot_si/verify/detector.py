@@ -52,6 +52,7 @@ from robot_si.verify.calibration import (
 from robot_si.verify.examples import ClipExample, build_training_examples, count_by_source
 from robot_si.verify.features import (
     FeatureCache,
+    check_cameras,
     clip_frame_indices,
     episode_end,
     make_encoders,
@@ -167,11 +168,7 @@ class DetectorConfig:
 
     def __post_init__(self) -> None:
         self.prefix_fractions = tuple(float(f) for f in self.prefix_fractions)
-        if isinstance(self.cameras, str) or not self.cameras or len(set(self.cameras)) != len(self.cameras) \
-                or any(not isinstance(c, str) or not c.isidentifier() for c in self.cameras):
-            raise ValueError(f"DetectorConfig.cameras must be a non-empty list of distinct camera names, e.g. "
-                             f"['front'] or ['front', 'wrist'] (got {self.cameras!r})")
-        self.cameras = tuple(self.cameras)
+        self.cameras = check_cameras(self.cameras, "DetectorConfig.cameras")
         if self.encoder == "spatial" and len(self.cameras) > 1:
             raise ValueError(f"the spatial encoder reads one camera (got cameras={list(self.cameras)}); use "
                              "encoder=default with several cameras, or one camera with encoder=spatial")

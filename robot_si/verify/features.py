@@ -230,11 +230,12 @@ def _check_images(images: np.ndarray) -> np.ndarray:
     return images
 
 
-def _check_cameras(cameras: Sequence[str]) -> tuple[str, ...]:
+def check_cameras(cameras: Sequence[str], name: str = "cameras") -> tuple[str, ...]:
+    """A non-empty tuple of distinct camera names, or a ValueError naming `name` and the fix."""
     if isinstance(cameras, str) or not cameras or len(set(cameras)) != len(cameras) \
             or any(not isinstance(c, str) or not c.isidentifier() for c in cameras):
-        raise ValueError(f"cameras must be a non-empty list of distinct camera names like ['front', 'wrist'] "
-                         f"(got {cameras!r})")
+        raise ValueError(f"{name} must be a non-empty list of distinct camera names, e.g. ['front'] or "
+                         f"['front', 'wrist'] (got {cameras!r})")
     return tuple(cameras)
 
 
@@ -306,7 +307,7 @@ class FeatureCache:
     def image_features(self, store, episode_id: str, indices: Iterable[int],
                        cameras: Sequence[str] = ("front",)) -> tuple[np.ndarray, np.ndarray]:
         """(features (len(indices), image_dim(cameras)), states (num_frames, state_dim)) of one episode."""
-        cameras = _check_cameras(cameras)
+        cameras = check_cameras(cameras)
         indices = [int(i) for i in indices]
         per_camera = [self._camera_features(store, episode_id, indices, camera) for camera in cameras]
         features = per_camera[0][0] if len(cameras) == 1 else np.concatenate([f for f, _ in per_camera], axis=-1)
