@@ -112,8 +112,9 @@ def main(argv=None) -> dict:
         demo_stores.append(EpisodeStore(workdir / "near_miss"))
 
     def open_store(name):
-        return EpisodeStore.open_or_create(workdir / name, fps=demos.spec.fps, image_size=demos.spec.image_height, cameras=cameras,
-                                           state_dim=demos.spec.state_dim, action_dim=demos.spec.action_dim)
+        return EpisodeStore.open_or_create(workdir / name, fps=demos.spec.fps, image_size=demos.spec.image_height,
+                                           cameras=cameras, state_dim=demos.spec.state_dim,
+                                           action_dim=demos.spec.action_dim)
 
     # the labelled pool plays a round's autonomous store; labels are written into it, so it starts fresh each run
     shutil.rmtree(workdir / "rollouts" / "labels", ignore_errors=True)

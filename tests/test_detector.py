@@ -348,8 +348,13 @@ def test_detector_reads_several_cameras_side_by_side_and_names_a_missing_one(tmp
     cache = FeatureCache(encoders)
     two = SuccessDetector(_config(cameras=["front", "wrist"]), feature_cache=cache)
     one = SuccessDetector(_config(), feature_cache=cache)
+    loads = []
+    load_episode = both.load_episode
+    both.load_episode = lambda eid: loads.append(eid) or load_episode(eid)
     features = two.featurize([(both, episode_id, None, None)]).images
+    assert loads == [episode_id]  # one load serves both cameras
     front = one.featurize([(both, episode_id, None, None)]).images
+    assert loads == [episode_id]  # the front camera's frames were cached by the first call
     assert features.shape[-1] == 2 * encoders.image_dim == cache.image_dim(("front", "wrist"))
     np.testing.assert_array_equal(features[..., :encoders.image_dim], front)
     # the second half is the wrist camera's frames, which differ from the front camera's

@@ -65,6 +65,7 @@ def validate_config(cfg: DictConfig) -> None:
     from robot_si.weight import advantage_conditioned, awr, filtered_bc, no_filter  # noqa: F401  (fill the registry)
     from robot_si.weight.base import WEIGHTING_METHODS
 
+    detector_cameras = list(cfg.verifier.detector.get("cameras", ["front"]))
     checks = [
         (cfg.rounds >= 0, f"rounds must be >= 0 (got {cfg.rounds})"),
         (cfg.demos.episodes_per_task > 0, f"demos.episodes_per_task must be > 0 (got {cfg.demos.episodes_per_task})"),
@@ -84,8 +85,8 @@ def validate_config(cfg: DictConfig) -> None:
         (cfg.train.init_from in ("previous", "scratch"), f"train.init_from must be previous or scratch (got {cfg.train.init_from!r})"),
         (len(cfg.tasks) > 0, "tasks must list at least one task, e.g. tasks=[reach,push]"),
         # the loop's stores record the front camera only (robot_si.data.demos, robot_si.collect defaults)
-        (list(cfg.verifier.detector.get("cameras", ["front"])) == ["front"],
-         f"verifier.detector.cameras={list(cfg.verifier.detector.cameras)}: the loop records the front camera only; "
+        (detector_cameras == ["front"],
+         f"verifier.detector.cameras={detector_cameras}: the loop records the front camera only; "
          "use [front] (other cameras work with `robot-si detector train` on stores that recorded them)"),
     ]
     for ok, message in checks:

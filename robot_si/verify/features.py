@@ -27,11 +27,10 @@ from typing import Protocol
 
 import numpy as np
 
-IMAGE_PREFIX = "observation.images."
-IMAGE_KEY = IMAGE_PREFIX + "front"
+from robot_si.data.store import IMAGE_PREFIX, STATE_KEY
+
 EFFICIENTNET_FEATURE_DIM = 1280  # = robot_si.policies.encoders.EFFICIENTNET_FEATURE_DIM (not imported: torch-free here)
 MINILM_DIM = 384
-STATE_KEY = "observation.state"
 
 
 def episode_end(store, meta, *, use_terminal: bool = False) -> int:
@@ -255,8 +254,8 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 class FeatureCache:
     """Image features per (store, episode, camera, frame) and instruction embeddings, computed once.
 
-    `image_features(store, episode_id, indices, cameras=("front",))` loads the episode once per camera and
-    encodes only frames not seen before; with several cameras a frame's features are the cameras' features side
+    `image_features(store, episode_id, indices, cameras=("front",))` loads the episode once (for every camera)
+    and encodes only frames not seen before; with several cameras a frame's features are the cameras' features side
     by side (`image_dim(cameras)` wide). With `cache_dir`, features also persist across processes as
     `<cache_dir>/<encoder>/<store hash>/<episode_id>.npz` (the front camera; others `<episode_id>.<camera>.npz`).
     """
@@ -309,31 +308,41 @@ class FeatureCache:
         """(features (len(indices), image_dim(cameras)), states (num_frames, state_dim)) of one episode."""
         cameras = check_cameras(cameras)
         indices = [int(i) for i in indices]
-        per_camera = [self._camera_features(store, episode_id, indices, camera) for camera in cameras]
-        features = per_camera[0][0] if len(cameras) == 1 else np.concatenate([f for f, _ in per_camera], axis=-1)
-        return features, per_camera[0][1]
+        keys = [(self._store_key(store), episode_id, camera) for camera in cameras]
+        stale = [key for key in keys if self._is_stale(key, indices)]
+        if stale:
+            self._encode(store, episode_id, indices, stale)
+        features = [np.stack([self._images[key][i] for i in indices]) for key in keys]
+        return np.concatenate(features, axis=-1).astype(np.float32), self._states[keys[0]]
 
-    def _camera_features(self, store, episode_id: str, indices: list[int], camera: str) -> tuple[np.ndarray, np.ndarray]:
-        key = (self._store_key(store), episode_id, camera)
-        image_key = IMAGE_PREFIX + camera
+    def _is_stale(self, key: tuple[str, str, str], indices: list[int]) -> bool:
         self._load_disk(key)
-        missing = sorted(set(indices) - set(self._images[key]))
-        if missing or key not in self._states or max(indices, default=0) >= len(self._states[key]):
-            episode = store.load_episode(episode_id)
+        return (bool(set(indices) - set(self._images[key])) or key not in self._states
+                or max(indices, default=0) >= len(self._states[key]))
+
+    def _encode(self, store, episode_id: str, indices: list[int], keys: list[tuple[str, str, str]]) -> None:
+        """Encode the missing frames of `keys` (cameras of one episode) from a single load of the episode."""
+        episode = store.load_episode(episode_id)
+        states = np.asarray(episode[STATE_KEY], dtype=np.float32)
+        num_frames = len(states)
+        if num_frames == 0:
+            raise ValueError(f"episode {episode_id!r} in {store.root} has no frames; the verifier cannot judge it")
+        terminal = store.load_terminal(episode_id) if num_frames in indices else None
+        if terminal is not None:  # index num_frames: the observation after the last action
+            states = np.concatenate([states, np.asarray(terminal[STATE_KEY], np.float32)[None]])
+        for key in keys:
+            camera = key[2]
+            image_key = IMAGE_PREFIX + camera
             if image_key not in episode:
                 raise ValueError(
                     f"episode {episode_id!r} in {store.root} has no {image_key!r} frames (keys {sorted(episode)}); "
                     f"the verifier reads the {camera!r} camera: record with it (cameras=[..., {camera!r}]) or "
                     "set the detector's cameras to ones the store has"
                 )
-            images, states = episode[image_key], np.asarray(episode[STATE_KEY], dtype=np.float32)
-            num_frames = len(images)
-            if num_frames == 0:
-                raise ValueError(f"episode {episode_id!r} in {store.root} has no frames; the verifier cannot judge it")
-            terminal = store.load_terminal(episode_id) if num_frames in indices else None
-            if terminal is not None:  # index num_frames: the observation after the last action
+            images = episode[image_key]
+            if terminal is not None:
                 images = np.concatenate([images, terminal[image_key][None]])
-                states = np.concatenate([states, np.asarray(terminal[STATE_KEY], np.float32)[None]])
+            missing = sorted(set(indices) - set(self._images[key]))
             bad = [i for i in missing if not 0 <= i < len(images)]
             if bad:
                 raise ValueError(f"frame indices {bad[:5]} are outside episode {episode_id!r} ({num_frames} frames"
@@ -344,8 +353,6 @@ class FeatureCache:
                 for index, feature in zip(missing, encoded, strict=True):
                     self._images[key][index] = feature
             self._save_disk(key)
-        table = self._images[key]
-        return np.stack([table[i] for i in indices]).astype(np.float32), self._states[key]
 
     def text_features(self, texts: Sequence[str]) -> np.ndarray:
         texts = _check_texts(texts)

@@ -55,13 +55,14 @@ def record_expert_rollouts(
 ) -> list[str]:
     """Run the scripted expert of each task at `noise` for each seed and append the episodes; returns their ids."""
     from robot_si.data.records import EpisodeMeta
+    from robot_si.data.store import IMAGE_PREFIX
     from robot_si.envs import make_env
     from robot_si.envs.experts import make_expert
 
     episode_ids = []
     for task in tasks:
         env = make_env(task, image_size=image_size, instruction_split=instruction_split, cameras=tuple(cameras))
-        image_keys = [f"observation.images.{camera}" for camera in cameras]
+        image_keys = [IMAGE_PREFIX + camera for camera in cameras]
         try:
             for seed in seeds:
                 episode_id = f"{source}-{task}-noise{noise:g}-{instruction_split}-seed{seed}"
